@@ -1,0 +1,551 @@
+"""herder's HTTP/1.1 server: `asyncio.Protocol` + the httptools (llhttp) parser, no framework.
+
+One `HttpProtocol` per client connection parses requests, queues pipelined ones, and runs the handler for one
+request at a time. A handler gets a `Request` (raw bytes, parsed once) and a `Reply` that writes either a complete
+response (`send`) or a chunked stream (`start_stream` / `write` / `end_stream`) with backpressure: `write` waits
+while the client's socket buffer is full, and `Reply.on_pause` / `on_resume` hooks let a proxy pause its upstream
+socket instead (no buffering grows without bound).
+
+Edge cases handled here, not in handlers: body-size limit (413 before reading the body when Content-Length says
+so), Content-Length together with Transfer-Encoding (llhttp rejects it: 400), `Expect: 100-continue`, HTTP/1.0
+and `Connection: close`, pipelining, header-read timeout against slow clients (408), idle keep-alive timeout,
+malformed requests (400) and clients that vanish mid-response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httptools
+
+from herder.server.errors import error_body
+
+log = logging.getLogger("herder.server")
+
+Headers = list[tuple[bytes, bytes]]
+
+_REASONS: dict[int, bytes] = {
+    100: b"Continue", 200: b"OK", 201: b"Created", 202: b"Accepted", 204: b"No Content",
+    206: b"Partial Content", 301: b"Moved Permanently", 302: b"Found", 304: b"Not Modified",
+    400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
+    405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict", 411: b"Length Required",
+    413: b"Payload Too Large", 415: b"Unsupported Media Type", 417: b"Expectation Failed",
+    422: b"Unprocessable Entity", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
+    499: b"Client Closed Request", 500: b"Internal Server Error", 501: b"Not Implemented",
+    502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
+}
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def reason_phrase(status: int) -> str:
+    return _REASONS.get(status, b"Unknown").decode()
+
+
+def status_line(status: int) -> bytes:
+    """`HTTP/1.1 200 OK\\r\\n`, cached per status."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))
+        _STATUS_LINES[status] = line
+    return line
+
+
+class ClientDisconnected(Exception):
+    """The client closed the connection before the response was complete."""
+
+
+class Request:
+    """One parsed HTTP request. `headers` keeps raw bytes with lowercased names, in order."""
+
+    __slots__ = ("body", "client", "headers", "http_version", "keep_alive", "method", "path", "query", "state")
+
+    def __init__(self, method: bytes, path: str, query: bytes, headers: Headers, body: bytes,
+                 http_version: str, keep_alive: bool, client: tuple[str, int] | None) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.http_version = http_version
+        self.keep_alive = keep_alive
+        self.client = client
+        self.state: dict[str, Any] = {}
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header `name` (lowercase), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class Reply:
+    """Writes the response to one request; created by the protocol, handed to the handler."""
+
+    __slots__ = ("_done", "_proto", "_streaming", "closed", "extra_headers", "keep_alive", "on_pause",
+                 "on_resume", "started", "status")
+
+    def __init__(self, proto: HttpProtocol, keep_alive: bool) -> None:
+        self._proto = proto
+        self.keep_alive = keep_alive
+        self.started = False
+        self.closed = False
+        self._done = False
+        self._streaming = False
+        self.status = 0
+        # Headers every response to this request carries (e.g. x-request-id), set by middleware.
+        self.extra_headers: Headers = []
+        # Backpressure hooks: a proxy sets these to pause/resume its upstream socket.
+        self.on_pause: Callable[[], None] | None = None
+        self.on_resume: Callable[[], None] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def _head(self, status: int, headers: Headers | None, content_type: bytes | None) -> list[bytes]:
+        parts = [status_line(status)]
+        if content_type is not None:
+            parts.append(b"content-type: " + content_type + b"\r\n")
+        for name, value in self.extra_headers:
+            parts.append(name + b": " + value + b"\r\n")
+        if headers:
+            for name, value in headers:
+                parts.append(name + b": " + value + b"\r\n")
+        if not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+        return parts
+
+    def send(self, status: int, body: bytes, headers: Headers | None = None,
+             content_type: bytes | None = b"application/json") -> None:
+        """Write a complete response with Content-Length."""
+        if self.started:
+            raise RuntimeError("response already started")
+        self.started = True
+        self.status = status
+        self._done = True
+        if self.closed:
+            self._proto._reply_finished(self)
+            return
+        parts = self._head(status, headers, content_type)
+        parts.append(b"content-length: %d\r\n\r\n" % len(body))
+        parts.append(body)
+        self._proto.transport.write(b"".join(parts))  # type: ignore[union-attr]
+        self._proto._reply_finished(self)
+
+    def start_stream(self, status: int = 200, headers: Headers | None = None,
+                     content_type: bytes | None = b"text/event-stream") -> None:
+        """Send the head of a streamed response (chunked on HTTP/1.1, close-delimited on HTTP/1.0)."""
+        if self.started:
+            raise RuntimeError("response already started")
+        self.started = True
+        self.status = status
+        self._streaming = True
+        if self.closed:
+            return
+        parts = self._head(status, headers, content_type)
+        if self._proto.http11:
+            parts.append(b"transfer-encoding: chunked\r\n\r\n")
+        else:
+            self.keep_alive = False
+            parts.append(b"\r\n")
+        self._proto.transport.write(b"".join(parts))  # type: ignore[union-attr]
+
+    def write_nowait(self, data: bytes) -> None:
+        """Write one chunk without waiting; the caller handles backpressure through on_pause/on_resume."""
+        if self.closed or not data:
+            return
+        transport = self._proto.transport
+        if self._proto.http11:
+            transport.write(b"%x\r\n%b\r\n" % (len(data), data))  # type: ignore[union-attr]
+        else:
+            transport.write(data)  # type: ignore[union-attr]
+
+    async def write(self, data: bytes) -> None:
+        """Write one chunk; waits while the client is not reading. Raises ClientDisconnected."""
+        if self.closed:
+            raise ClientDisconnected()
+        self.write_nowait(data)
+        if self._proto.write_paused:
+            await self._proto.wait_writable()
+            if self.closed:
+                raise ClientDisconnected()
+
+    def end_stream(self, trailer: bytes = b"") -> None:
+        """Finish a streamed response (optionally with one last chunk)."""
+        if self._done:
+            return
+        self._done = True
+        if not self.closed:
+            transport = self._proto.transport
+            if self._proto.http11:
+                if trailer:
+                    transport.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(trailer), trailer))  # type: ignore[union-attr]
+                else:
+                    transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
+            elif trailer:
+                transport.write(trailer)  # type: ignore[union-attr]
+        self._proto._reply_finished(self)
+
+    def abort(self) -> None:
+        """Drop the connection (a response cannot be completed cleanly)."""
+        self._done = True
+        if not self.closed and self._proto.transport is not None:
+            self._proto.transport.close()
+        self._proto._reply_finished(self)
+
+    async def wait_closed(self) -> None:
+        """Wait until the client disconnects."""
+        if self.closed:
+            return
+        await self._proto.wait_connection_lost()
+
+
+Handler = Callable[[Request, Reply], Awaitable[None]]
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.http11 = True
+        self.write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._lost_waiters: list[asyncio.Future[None]] = []
+        self._client: tuple[str, int] | None = None
+        # Per-request parse state.
+        self._url = b""
+        self._headers: Headers = []
+        self._body_parts: list[bytes] = []
+        self._body_size = 0
+        self._rejected = False
+        self._in_message = False
+        # Requests parsed but not yet answered (pipelining), and the one being answered.
+        self._queue: deque[Request] = deque()
+        self._current: Reply | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing = False
+
+    # -- connection lifecycle -------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self._client = (peer[0], peer[1])
+        self._arm_timer(self.server.header_read_timeout)
+        if self.server.on_connection_change is not None:
+            self.server.on_connection_change(1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.transport = None
+        reply = self._current
+        if reply is not None:
+            reply.closed = True
+            if self.write_paused and reply.on_resume is not None:
+                reply.on_resume()
+        self.write_paused = False
+        for fut in self._drain_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._drain_waiters.clear()
+        for fut in self._lost_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._lost_waiters.clear()
+        self._queue.clear()
+        if self.server.on_connection_change is not None:
+            self.server.on_connection_change(-1)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        reply = self._current
+        if reply is not None and reply.on_pause is not None:
+            reply.on_pause()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        reply = self._current
+        if reply is not None and reply.on_resume is not None:
+            reply.on_resume()
+        for fut in self._drain_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._drain_waiters.clear()
+
+    async def wait_writable(self) -> None:
+        if not self.write_paused or self.transport is None:
+            return
+        fut = self.loop.create_future()
+        self._drain_waiters.append(fut)
+        await fut
+
+    async def wait_connection_lost(self) -> None:
+        if self.transport is None:
+            return
+        fut = self.loop.create_future()
+        self._lost_waiters.append(fut)
+        await fut
+
+    def _arm_timer(self, seconds: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(seconds, self._on_timeout) if seconds > 0 else None
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self.transport is None or self._current is not None:
+            return
+        if self._in_message:
+            # Slow client: headers or body did not arrive in time.
+            self._reject(408, "request_timeout", "Timed out reading the request", close=True)
+        else:
+            self.transport.close()  # idle keep-alive connection
+
+    # -- parsing ----------------------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._reject(400, "invalid_request", "Protocol upgrades are not supported", close=True)
+        except httptools.HttpParserError as exc:
+            if not self._rejected:
+                self._reject(400, "invalid_request", f"Malformed HTTP request: {exc}", close=True)
+            else:
+                self._close_after_reply()
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._url = b""
+        self._headers = []
+        self._body_parts = []
+        self._body_size = 0
+        self._rejected = False
+        if self._current is None:
+            self._arm_timer(self.server.header_read_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > 65536:
+            raise httptools.HttpParserError("URL too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+        if len(self._headers) > 256:
+            raise httptools.HttpParserError("too many headers")
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        if self._current is None and not self._queue:
+            # Body reads get the header timeout again (slow uploads), not unlimited time.
+            self._arm_timer(self.server.header_read_timeout)
+        self.http11 = parser.get_http_version() == "1.1"
+        length_raw = None
+        expect = None
+        for name, value in self._headers:
+            if name == b"content-length":
+                length_raw = value
+            elif name == b"expect":
+                expect = value
+        limit = self.server.max_body_size
+        if length_raw is not None:
+            try:
+                length = int(length_raw)
+            except ValueError:
+                length = -1
+            if length > limit:
+                self._reject(413, "payload_too_large",
+                             f"Request body of {length} bytes exceeds the limit of {limit} bytes", close=True)
+                return
+        if expect is not None:
+            if expect.lower() == b"100-continue":
+                if self.transport is not None and self._current is None:
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            else:
+                self._reject(417, "expectation_failed", "Unsupported Expect header", close=True)
+
+    def on_body(self, body: bytes) -> None:
+        if self._rejected:
+            return
+        self._body_size += len(body)
+        if self._body_size > self.server.max_body_size:
+            self._reject(413, "payload_too_large",
+                         f"Request body exceeds the limit of {self.server.max_body_size} bytes", close=True)
+            return
+        self._body_parts.append(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        if self._rejected:
+            return
+        url = self._url
+        qpos = url.find(b"?")
+        if qpos >= 0:
+            raw_path, query = url[:qpos], url[qpos + 1 :]
+        else:
+            raw_path, query = url, b""
+        try:
+            path = raw_path.decode("ascii")
+        except UnicodeDecodeError:
+            path = raw_path.decode("latin-1")
+        parts = self._body_parts
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._body_parts = []
+        request = Request(
+            self.parser.get_method(), path, query, self._headers, body,
+            self.parser.get_http_version(), self.parser.should_keep_alive(), self._client,
+        )
+        self._queue.append(request)
+        if self._current is None:
+            self._start_next()
+        elif len(self._queue) > 16 and self.transport is not None:
+            self.transport.pause_reading()  # a client pipelining too far ahead waits
+
+    # -- dispatch ---------------------------------------------------------------------------------------------
+    def _start_next(self) -> None:
+        if not self._queue or self.transport is None:
+            return
+        request = self._queue.popleft()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        reply = Reply(self, request.keep_alive and not self.server.draining)
+        self._current = reply
+        self._task = self.loop.create_task(self._run(request, reply))
+
+    async def _run(self, request: Request, reply: Reply) -> None:
+        try:
+            await self.server.handler(request, reply)
+        except ClientDisconnected:
+            pass
+        except Exception:
+            log.exception("unhandled error in handler for %s", request.path)
+            if not reply.started:
+                reply.send(500, error_body("Internal server error", "internal_error", 500),
+                           headers=[(b"x-smg-error-code", b"internal_error")])
+            else:
+                reply.abort()
+        finally:
+            if not reply.done:
+                if reply.started:
+                    reply.end_stream()
+                else:
+                    reply.send(500, error_body("Handler produced no response", "internal_error", 500))
+
+    def _reply_finished(self, reply: Reply) -> None:
+        if reply is not self._current:
+            return
+        self._current = None
+        self._task = None
+        transport = self.transport
+        if transport is None:
+            return
+        if not reply.keep_alive:
+            self._close_after_reply()
+            return
+        if self._queue:
+            transport.resume_reading()
+            self._start_next()
+        else:
+            self._arm_timer(self.server.idle_timeout)
+
+    def _close_after_reply(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _reject(self, status: int, code: str, message: str, *, close: bool) -> None:
+        """Answer a request the handler never sees (parse error, too large, timeout)."""
+        self._rejected = True
+        transport = self.transport
+        if transport is None:
+            return
+        if self._current is not None:
+            # A response is in flight on this connection: we cannot answer out of order; just close.
+            self._closing = True
+            transport.close()
+            return
+        body = error_body(message, code, status)
+        head = status_line(status) + (
+            b"content-type: application/json\r\nx-smg-error-code: %b\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % (code.encode(), len(body))
+        )
+        transport.write(head + body)
+        if close:
+            self._closing = True
+            transport.close()
+
+
+class HttpServer:
+    """Listens on one address and serves every connection with `handler`."""
+
+    def __init__(self, handler: Handler, *, max_body_size: int = 512 * 2**20,
+                 header_read_timeout: float = 30.0, idle_timeout: float = 90.0,
+                 on_connection_change: Callable[[int], None] | None = None) -> None:
+        self.handler = handler
+        self.max_body_size = max_body_size
+        self.header_read_timeout = header_read_timeout
+        self.idle_timeout = idle_timeout
+        self.on_connection_change = on_connection_change
+        self.connections: set[HttpProtocol] = set()
+        self.draining = False
+        self.port = 0
+        self.host = ""
+        self._server: asyncio.base_events.Server | None = None
+        self.loop = asyncio.get_event_loop()
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = False,
+                    sock: socket.socket | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        if sock is not None:
+            server = await self.loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=2048)
+        else:
+            server = await self.loop.create_server(lambda: HttpProtocol(self), host, port,
+                                                   reuse_port=reuse_port or None, backlog=2048)
+        self._server = server
+        sockname = server.sockets[0].getsockname()
+        self.host, self.port = sockname[0], sockname[1]
+
+    def in_flight(self) -> int:
+        """Requests being answered right now."""
+        return sum(1 for conn in self.connections if conn._current is not None)
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop accepting; wait up to `grace` seconds for in-flight responses; then close every connection."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        deadline = self.loop.time() + grace
+        while grace > 0 and self.in_flight() and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        self.close_all_connections()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    def close_all_connections(self) -> None:
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
