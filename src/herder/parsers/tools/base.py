@@ -1,0 +1,474 @@
+"""Tool-call parser framework: result types, the ``ToolParser`` base class and its streaming engine.
+
+API (stable; families build on it)
+==================================
+
+Results::
+
+    ToolCall(name: str, arguments: str)                  # arguments = JSON object text
+    ToolParseResult(normal_text: str, calls: list[ToolCall])
+    ToolCallDelta(index: int, name: str | None, arguments_delta: str)
+    ToolStreamDelta(normal_text: str = "", calls: list[ToolCallDelta] = [])
+
+``ToolParser`` (abstract; one instance per request, it is stateful while streaming)::
+
+    name: ClassVar[str]                        # registry name, e.g. "qwen"
+    start_markers: ClassVar[tuple[str, ...]]   # texts that open a tool-call region
+    __init__(tools: list[dict] | None = None)  # OpenAI tools list -> self.tools: dict[name, JSON schema]
+    parse(text) -> ToolParseResult             # one-shot (runs the streaming engine on a private state)
+    feed(chunk) -> ToolStreamDelta             # streaming
+    finish() -> ToolStreamDelta                # end of stream: flushes everything, then resets the state
+    reset() -> None
+    has_tool_markers(text) -> bool             # cheap pre-check (default: any start marker in text)
+    is_known_tool(name) -> bool                # True when no tools were given, else name in self.tools
+    param_schema(tool, key) -> dict | None     # JSON schema of one parameter (for coercion)
+    # a family implements:
+    new_scanner(marker: str) -> SectionScanner # scanner for a region opened by ``marker``
+    # and may override:
+    find_start(buf) -> tuple[int, str] | None  # earliest region start (offset, marker); default: str.find
+    hold_length(buf) -> int                    # suffix to hold back (could start a marker); default: prefixes
+
+How the engine streams (identical for one-shot and streaming, so results never depend on chunking):
+
+1. Outside a region, text before the earliest start marker is normal text; a buffer suffix that could be
+   the beginning of a marker is held back (released by ``finish``).
+2. At a marker a ``SectionScanner`` is created; ``scan(buf, final, out)`` is called with ``buf`` = the text
+   from the marker on (it only ever grows by appending while the scanner lives). The scanner re-reads only
+   what it needs (keep offsets into ``buf``; O(total) overall) and reports through ``out: ScanOutput``:
+
+   * ``out.text(s)``      normal text found inside the region (e.g. Cohere's response block)
+   * ``out.name(s)``      a call's name - call only once the name is complete
+   * ``out.args(s)``      the NEXT piece of the current call's arguments string; every piece is appended,
+                          so pieces must form a prefix of the final arguments (no retraction). The
+                          concatenation at call end must be a JSON object text.
+   * ``out.end_call()``   the current call is complete (arguments "{}" are emitted if none were)
+   * ``out.finish(end)``  the region is over; ``buf[end:]`` is scanned again as normal text
+   * ``out.reject(n)``    not a tool call after all: ``buf[:n]`` becomes normal text (n >= 1), scanning
+                          resumes at ``buf[n:]``. Only allowed before the region's first ``name``.
+   * nothing              need more text.
+
+   With ``final=True`` a scanner MUST finish or reject, closing any open call with repaired arguments
+   (see ``RawJsonArgs`` / ``partial_json.JsonScanner.closer``). Decisions must depend only on the text
+   (never on how it was split), otherwise streaming and one-shot results would differ.
+3. Names are checked against ``tools`` (when given): an unknown name's call is skipped - its name and
+   arguments are not emitted and its text is DROPPED (not returned as normal text) - and it does not use
+   up a tool index, so valid calls are numbered 0, 1, 2, ... without gaps.
+4. Deltas of one ``feed`` for the same index are merged (name + first arguments piece in one delta).
+
+Helpers for family scanners: ``RawJsonArgs`` (stream a raw JSON object value), ``held_suffix_len``
+(hold back a partial end marker), ``json_fragment`` (JSON-escape a piece of string content),
+``coerce_param`` (schema-driven coercion of a textual parameter value).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from herder.parsers.tools.partial_json import JsonScanner
+
+__all__ = [
+    "RawJsonArgs",
+    "ScanOutput",
+    "SectionScanner",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolParseResult",
+    "ToolParser",
+    "ToolStreamDelta",
+    "coerce_param",
+    "held_suffix_len",
+    "json_fragment",
+    "normalize_tools",
+]
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """One complete tool call; ``arguments`` is JSON object text."""
+
+    name: str
+    arguments: str
+
+
+@dataclass(slots=True)
+class ToolParseResult:
+    """One-shot parse result."""
+
+    normal_text: str
+    calls: list[ToolCall]
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A streamed piece of tool call ``index``: its name (first delta only) and/or an arguments piece."""
+
+    index: int
+    name: str | None
+    arguments_delta: str
+
+
+@dataclass(slots=True)
+class ToolStreamDelta:
+    """What one ``feed``/``finish`` produced."""
+
+    normal_text: str = ""
+    calls: list[ToolCallDelta] = field(default_factory=list)
+
+
+# Event kinds produced by scanners.
+_TEXT = 0
+_NAME = 1
+_ARGS = 2
+_END = 3
+
+PENDING = 0
+DONE = 1
+REJECTED = 2
+
+
+class ScanOutput:
+    """Collects a scanner's events for one ``scan`` call (see module docstring)."""
+
+    __slots__ = ("end", "events", "status")
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, str]] = []
+        self.status = PENDING
+        self.end = 0
+
+    def text(self, s: str) -> None:
+        if s:
+            self.events.append((_TEXT, s))
+
+    def name(self, s: str) -> None:
+        self.events.append((_NAME, s))
+
+    def args(self, s: str) -> None:
+        if s:
+            self.events.append((_ARGS, s))
+
+    def end_call(self) -> None:
+        self.events.append((_END, ""))
+
+    def finish(self, end: int) -> None:
+        self.status = DONE
+        self.end = max(1, end)  # always make progress
+
+    def reject(self, resume: int) -> None:
+        self.status = REJECTED
+        self.end = max(1, resume)
+
+
+class SectionScanner(ABC):
+    """Incremental scanner of one tool-call region (``buf[0:]`` starts with the opening marker)."""
+
+    def __init__(self, parser: ToolParser, marker: str) -> None:
+        self.parser = parser
+        self.marker = marker
+
+    @abstractmethod
+    def scan(self, buf: str, final: bool, out: ScanOutput) -> None:
+        """Advance over ``buf`` (append-only between calls) and report events into ``out``."""
+
+
+def normalize_tools(tools: list[dict] | None) -> dict[str, dict]:
+    """OpenAI (``{"type":"function","function":{...}}``) or flat tool dicts -> name -> parameters schema."""
+    out: dict[str, dict] = {}
+    for tool in tools or []:
+        if not isinstance(tool, dict):
+            continue
+        inner = tool.get("function")
+        fn: dict = inner if isinstance(inner, dict) else tool
+        name = fn.get("name")
+        if not isinstance(name, str) or not name:
+            continue
+        schema = fn.get("parameters", fn.get("input_schema"))
+        out[name] = schema if isinstance(schema, dict) else {}
+    return out
+
+
+def held_suffix_len(text: str, markers: tuple[str, ...] | list[str], start: int = 0) -> int:
+    """Length of the longest suffix of ``text[start:]`` that is a proper prefix of one of ``markers``."""
+    best = 0
+    n = len(text)
+    for m in markers:
+        k = min(len(m) - 1, n - start)
+        while k > best:
+            if text.endswith(m[:k]):
+                best = k
+                break
+            k -= 1
+    return best
+
+
+def json_fragment(s: str) -> str:
+    """``s`` JSON-escaped without the surrounding quotes (safe to stream inside a JSON string)."""
+    return json.dumps(s, ensure_ascii=False)[1:-1]
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def coerce_param(value: str, schema: dict | None) -> Any:
+    """Coerce a literal textual parameter value by its JSON-schema type (strings stay strings).
+
+    integer/number/boolean/object/array/null are parsed (JSON first, Python literal words tolerated);
+    when parsing fails the raw string is kept. Without a schema (or type) the value stays a string.
+    """
+    types: Any = (schema or {}).get("type")
+    if isinstance(types, str):
+        types = [types]
+    if not isinstance(types, list) or not types or "string" in types:
+        return value
+    v = value.strip()
+    for t in types:
+        if t == "integer":
+            try:
+                return int(v)
+            except ValueError:
+                try:
+                    f = float(v)
+                    if f.is_integer():
+                        return int(f)
+                except ValueError:
+                    pass
+        elif t == "number":
+            try:
+                f = float(v)
+            except ValueError:
+                continue
+            if f != f or f in (float("inf"), float("-inf")):
+                continue  # not representable in JSON
+            return int(f) if ("." not in v and "e" not in v.lower() and f.is_integer()) else f
+        elif t == "boolean":
+            if v.lower() in _TRUE:
+                return True
+            if v.lower() in _FALSE:
+                return False
+        elif t == "null":
+            if v.lower() in ("null", "none"):
+                return None
+        elif t in ("object", "array"):
+            try:
+                parsed = json.loads(v)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict if t == "object" else list):
+                return parsed
+    return value
+
+
+class RawJsonArgs:
+    """Streams a raw JSON object (the arguments) that starts at offset ``start`` of a region buffer.
+
+    ``step(buf, final, out)`` returns DONE (object complete: ``end`` is set), PENDING, or REJECTED (not a
+    JSON object / invalid JSON). When it returns REJECTED after having emitted text, or when ``final`` is
+    set before completion, the emitted prefix is closed with the right brackets so that the concatenation
+    is valid JSON (the emitted text is always a prefix of the object up to its last safe point). Check
+    ``emitted_any`` to know whether anything was sent.
+    """
+
+    __slots__ = ("_js", "emitted", "emitted_any", "end")
+
+    def __init__(self, start: int) -> None:
+        self._js = JsonScanner(start)
+        self.emitted = -1
+        self.emitted_any = False
+        self.end = -1
+
+    def step(self, buf: str, final: bool, out: ScanOutput | None) -> int:
+        js = self._js
+        js.feed(buf, final)
+        if js.value_start >= 0 and buf[js.value_start] != "{":
+            return REJECTED
+        if js.value_start >= 0 and self.emitted < 0:
+            self.emitted = js.value_start
+        if js.done:
+            self.end = js.end
+            if out is not None:
+                out.args(buf[self.emitted : js.end])
+                self.emitted = js.end
+                self.emitted_any = True
+            return DONE
+        stable = js.safe
+        if out is not None and stable > self.emitted >= 0:
+            out.args(buf[self.emitted : stable])
+            self.emitted = stable
+            self.emitted_any = True
+        if js.error or final:
+            if out is not None and self.emitted_any:
+                out.args(js.closer())
+            return REJECTED
+        return PENDING
+
+    @property
+    def scanner(self) -> JsonScanner:
+        return self._js
+
+
+_MARKER_RES: dict[tuple[str, ...], re.Pattern[str]] = {}
+
+
+@dataclass(slots=True)
+class _StreamState:
+    buf: str = ""
+    scanner: SectionScanner | None = None
+    index: int = 0
+    section_named: bool = False
+    call_open: bool = False
+    call_valid: bool = False
+    call_has_args: bool = False
+
+
+class ToolParser(ABC):
+    """Base class of all tool-call parsers (see module docstring)."""
+
+    name: ClassVar[str] = ""
+    start_markers: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, tools: list[dict] | None = None) -> None:
+        self.tools: dict[str, dict] = normalize_tools(tools)
+        self._state = _StreamState()
+
+    # ----- family hooks -------------------------------------------------------------------------
+    @abstractmethod
+    def new_scanner(self, marker: str) -> SectionScanner:
+        """A fresh scanner for a region opened by ``marker``."""
+
+    def find_start(self, buf: str) -> tuple[int, str] | None:
+        """Earliest ``(offset, marker)`` of a start marker in ``buf``, or None."""
+        if not self.start_markers:
+            return None
+        rx = _MARKER_RES.get(self.start_markers)
+        if rx is None:
+            alts = sorted(self.start_markers, key=len, reverse=True)  # longest wins at one offset
+            rx = _MARKER_RES[self.start_markers] = re.compile("|".join(re.escape(m) for m in alts))
+        m = rx.search(buf)
+        return (m.start(), m.group()) if m else None
+
+    def hold_length(self, buf: str) -> int:
+        """How many trailing characters of ``buf`` (no marker in it) to hold back."""
+        return held_suffix_len(buf, self.start_markers)
+
+    # ----- public API -----------------------------------------------------------------------------
+    def is_known_tool(self, name: str) -> bool:
+        if not name:
+            return False
+        return not self.tools or name in self.tools
+
+    def param_schema(self, tool: str, key: str) -> dict | None:
+        props = self.tools.get(tool, {}).get("properties")
+        if isinstance(props, dict):
+            s = props.get(key)
+            return s if isinstance(s, dict) else None
+        return None
+
+    def has_tool_markers(self, text: str) -> bool:
+        return any(m in text for m in self.start_markers)
+
+    def reset(self) -> None:
+        self._state = _StreamState()
+
+    def feed(self, chunk: str) -> ToolStreamDelta:
+        return self._run(self._state, chunk, False)
+
+    def finish(self) -> ToolStreamDelta:
+        out = self._run(self._state, "", True)
+        self._state = _StreamState()
+        return out
+
+    def parse(self, text: str) -> ToolParseResult:
+        d = self._run(_StreamState(), text, True)
+        calls: list[ToolCall] = []
+        for c in d.calls:
+            if c.index == len(calls):
+                calls.append(ToolCall(c.name or "", c.arguments_delta))
+            else:
+                calls[c.index].arguments += c.arguments_delta
+        return ToolParseResult(d.normal_text, calls)
+
+    # ----- engine ---------------------------------------------------------------------------------
+    def _run(self, st: _StreamState, chunk: str, final: bool) -> ToolStreamDelta:
+        buf = st.buf
+        st.buf = ""
+        buf += chunk  # buf is the only reference: CPython appends in place
+        normal: list[str] = []
+        calls: list[ToolCallDelta] = []
+        while True:
+            sc = st.scanner
+            if sc is None:
+                hit = self.find_start(buf) if buf else None
+                if hit is None:
+                    keep = 0 if final else self.hold_length(buf)
+                    if keep < len(buf):
+                        normal.append(buf[: len(buf) - keep])
+                        buf = buf[len(buf) - keep :]
+                    break
+                at, marker = hit
+                if at:
+                    normal.append(buf[:at])
+                    buf = buf[at:]
+                sc = st.scanner = self.new_scanner(marker)
+                st.section_named = False
+            out = ScanOutput()
+            sc.scan(buf, final, out)
+            for kind, val in out.events:
+                if kind == _TEXT:
+                    normal.append(val)
+                elif kind == _NAME:
+                    if st.call_open:
+                        self._end_call(st, calls)
+                    st.section_named = True
+                    st.call_open = True
+                    st.call_has_args = False
+                    st.call_valid = self.is_known_tool(val)
+                    if st.call_valid:
+                        _add(calls, st.index, val, "")
+                elif kind == _ARGS:
+                    if st.call_valid:
+                        _add(calls, st.index, None, val)
+                        st.call_has_args = True
+                elif st.call_open:
+                    self._end_call(st, calls)
+            status = out.status
+            if status == PENDING and final:
+                # Defensive: a scanner must finish at the end; drop what it did not claim.
+                status = DONE if st.section_named else REJECTED
+                out.end = len(buf)
+            if status == PENDING:
+                break
+            if st.call_open:
+                self._end_call(st, calls)
+            st.scanner = None
+            if status == REJECTED and not st.section_named:
+                normal.append(buf[: out.end])
+            buf = buf[out.end :]
+            if not buf:
+                break
+        st.buf = buf
+        return ToolStreamDelta("".join(normal), calls)
+
+    @staticmethod
+    def _end_call(st: _StreamState, calls: list[ToolCallDelta]) -> None:
+        if st.call_valid:
+            if not st.call_has_args:
+                _add(calls, st.index, None, "{}")
+            st.index += 1
+        st.call_open = False
+        st.call_valid = False
+        st.call_has_args = False
+
+
+def _add(calls: list[ToolCallDelta], index: int, name: str | None, args: str) -> None:
+    if calls and calls[-1].index == index:
+        last = calls[-1]
+        if name is not None:
+            last.name = name
+        last.arguments_delta += args
+    else:
+        calls.append(ToolCallDelta(index, name, args))

@@ -1,0 +1,286 @@
+"""Tolerant, incremental partial-JSON scanning for streaming tool-call arguments.
+
+Public API (stable):
+
+- ``JsonScanner(start=0)``: an incremental scanner for ONE JSON value that starts at offset ``start`` of a
+  growing text buffer. Call ``feed(text, final=False)`` each time the buffer grows (the buffer must only grow
+  by appending; earlier characters never change). It processes only the new characters (strings are skipped
+  with a regex), so scanning a whole value costs O(len). Attributes after ``feed``:
+
+  * ``done`` / ``end``: the value is complete and ends (exclusive) at ``end``.
+  * ``error`` / ``error_pos``: the text is not valid JSON at ``error_pos`` (scanning stops).
+  * ``value_start``: offset of the first non-whitespace character of the value (-1 before it is seen).
+  * ``safe``: the last "safe point" (exclusive offset, -1 if none) - ``text[value_start:safe] + closer()``
+    is valid JSON, and ``text[value_start:safe]`` is a prefix of the final value text. Safe points are after
+    an opening bracket, after a complete value, and inside a (non-key) string but never inside an escape.
+  * ``closer()``: the characters that close the value at the safe point (e.g. ``'"}]'``).
+  * ``root_key`` / ``member_start``: when the root is an object, the key of the depth-1 member being read
+    and the offset where its value starts (-1 while the value has not started).
+  * ``members``: completed depth-1 members as ``(key, value_start, value_end)`` tuples.
+  * ``depth``: current nesting depth (0 before the root container opens / after it closes).
+
+  With ``final=True`` the end of the text terminates a pending number/literal (``{"a": 12`` -> ``12``).
+
+- ``find_json_end(text, start=0) -> int | None``: end offset of the complete JSON value at ``start``
+  (leading whitespace allowed), or None when incomplete or invalid.
+- ``repair_json(prefix) -> str | None``: closes an incomplete JSON prefix at its last safe point
+  (``'{"a": [1, "x'`` -> ``'{"a": [1, "x"]}'``); None when the prefix is invalid or has no safe point.
+- ``parse_partial(prefix) -> Any``: ``json.loads(repair_json(prefix))``; raises ValueError when impossible.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+__all__ = ["JsonScanner", "find_json_end", "parse_partial", "repair_json"]
+
+# Body of a string: runs of ordinary characters or complete escapes. Stops at '"', at a backslash that
+# does not start a complete valid escape, or at the end of the text.
+_STR_BODY = re.compile(r'(?:[^"\\]+|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*')
+_WS = re.compile(r"[ \t\r\n]*")
+_LITERAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null")
+_LITERAL_CHARS = re.compile(r"[-+.0-9eEa-z]*")
+_PARTIAL_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{0,3})?")
+_PARTIAL_LITERAL = re.compile(r"-?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?(?:[eE][+-]?[0-9]*)?)?")
+_WORDS = ("true", "false", "null")
+
+# What the scanner expects next (outside strings).
+_VALUE = 0  # a value (root, after ':' or after ',' in an array)
+_VALUE_OR_CLOSE = 1  # right after '['
+_KEY = 2  # after ',' in an object
+_KEY_OR_CLOSE = 3  # right after '{'
+_COLON = 4
+_COMMA_OR_CLOSE = 5
+
+_CLOSE = {"{": "}", "[": "]"}
+
+
+def _match_end(rx: re.Pattern[str], text: str, i: int) -> int:
+    """End of the (possibly empty) match of ``rx`` at ``i``."""
+    m = rx.match(text, i)
+    return m.end() if m else i
+
+
+def _could_extend_literal(tok: str) -> bool:
+    """True when ``tok`` (running to the end of the text) may still become a valid literal."""
+    if any(w.startswith(tok) for w in _WORDS):
+        return True
+    m = _PARTIAL_LITERAL.fullmatch(tok)
+    return m is not None
+
+
+class JsonScanner:
+    """Incremental scanner for one JSON value in an append-only buffer (see module docstring)."""
+
+    __slots__ = (
+        "_expect",
+        "_in_string",
+        "_key_string",
+        "_stack",
+        "_string_start",
+        "done",
+        "end",
+        "error",
+        "error_pos",
+        "member_start",
+        "members",
+        "pos",
+        "root_key",
+        "safe",
+        "safe_in_string",
+        "value_start",
+    )
+
+    def __init__(self, start: int = 0) -> None:
+        self.pos = start
+        self._stack: list[str] = []
+        self._expect = _VALUE
+        self._in_string = False
+        self._key_string = False
+        self._string_start = -1
+        self.value_start = -1
+        self.safe = -1
+        self.safe_in_string = False
+        self.done = False
+        self.end = -1
+        self.error = False
+        self.error_pos = -1
+        self.root_key: str | None = None
+        self.member_start = -1
+        self.members: list[tuple[str, int, int]] = []
+
+    @property
+    def depth(self) -> int:
+        return len(self._stack)
+
+    @property
+    def in_string(self) -> bool:
+        return self._in_string
+
+    def closer(self) -> str:
+        """Characters closing the value at the current safe point."""
+        tail = "".join(_CLOSE[c] for c in reversed(self._stack))
+        return '"' + tail if self.safe_in_string else tail
+
+    def _fail(self, pos: int) -> None:
+        self.error = True
+        self.error_pos = pos
+        self.pos = pos
+
+    def _value_done(self, end: int) -> None:
+        stack = self._stack
+        self.safe = end
+        self.safe_in_string = False
+        if not stack:
+            self.done = True
+            self.end = end
+            return
+        self._expect = _COMMA_OR_CLOSE
+        if len(stack) == 1 and stack[0] == "{" and self.root_key is not None:
+            self.members.append((self.root_key, self.member_start, end))
+            self.member_start = -1
+
+    def feed(self, text: str, final: bool = False) -> None:
+        """Scan the characters appended since the previous call (see module docstring)."""
+        if self.done or self.error:
+            return
+        n = len(text)
+        i = self.pos
+        stack = self._stack
+        while i < n:
+            if self._in_string:
+                j = _match_end(_STR_BODY, text, i)
+                if j < n and text[j] == '"':
+                    self._in_string = False
+                    i = j + 1
+                    if self._key_string:
+                        if len(stack) == 1:
+                            self.root_key = json.loads(text[self._string_start : i])
+                        self._expect = _COLON
+                    else:
+                        self._value_done(i)
+                        if self.done:
+                            break
+                    continue
+                if not self._key_string:
+                    self.safe = j
+                    self.safe_in_string = True
+                if j < n:
+                    # A backslash that does not start a complete escape: fine only at the end of the text.
+                    m = _PARTIAL_ESCAPE.match(text, j)
+                    if m is None or m.end() != n or final:
+                        self._fail(j)
+                        return
+                i = j
+                break
+            i = _match_end(_WS, text, i)
+            if i >= n:
+                break
+            c = text[i]
+            exp = self._expect
+            if exp == _COLON:
+                if c != ":":
+                    self._fail(i)
+                    return
+                self._expect = _VALUE
+                i += 1
+            elif exp == _COMMA_OR_CLOSE:
+                top = stack[-1]
+                if c == ",":
+                    self._expect = _KEY if top == "{" else _VALUE
+                    i += 1
+                elif c == _CLOSE[top]:
+                    stack.pop()
+                    i += 1
+                    self._value_done(i)
+                    if self.done:
+                        break
+                else:
+                    self._fail(i)
+                    return
+            elif exp in (_KEY, _KEY_OR_CLOSE):
+                if c == '"':
+                    self._in_string = True
+                    self._key_string = True
+                    self._string_start = i
+                    i += 1
+                elif c == "}" and exp == _KEY_OR_CLOSE:
+                    stack.pop()
+                    i += 1
+                    self._value_done(i)
+                    if self.done:
+                        break
+                else:
+                    self._fail(i)
+                    return
+            else:  # _VALUE or _VALUE_OR_CLOSE
+                if c == "]" and exp == _VALUE_OR_CLOSE:
+                    stack.pop()
+                    i += 1
+                    self._value_done(i)
+                    if self.done:
+                        break
+                    continue
+                if self.value_start < 0:
+                    self.value_start = i
+                if len(stack) == 1 and stack[0] == "{":
+                    self.member_start = i
+                if c == "{" or c == "[":
+                    stack.append(c)
+                    self._expect = _KEY_OR_CLOSE if c == "{" else _VALUE_OR_CLOSE
+                    i += 1
+                    self.safe = i
+                    self.safe_in_string = False
+                elif c == '"':
+                    self._in_string = True
+                    self._key_string = False
+                    self._string_start = i
+                    i += 1
+                    self.safe = i
+                    self.safe_in_string = True
+                else:
+                    j = _match_end(_LITERAL_CHARS, text, i)
+                    tok = text[i:j]
+                    if j >= n and not final:
+                        if not tok or not _could_extend_literal(tok):
+                            self._fail(i)
+                            return
+                        break  # wait for the end of the number / word
+                    if not tok or _LITERAL.fullmatch(tok) is None:
+                        self._fail(i)
+                        return
+                    i = j
+                    self._value_done(i)
+                    if self.done:
+                        break
+        self.pos = i
+
+
+def find_json_end(text: str, start: int = 0) -> int | None:
+    """End offset (exclusive) of the complete JSON value starting at ``start``, else None."""
+    sc = JsonScanner(start)
+    sc.feed(text, final=True)
+    return sc.end if sc.done else None
+
+
+def repair_json(prefix: str) -> str | None:
+    """Close an incomplete JSON prefix at its last safe point; None if impossible."""
+    sc = JsonScanner(0)
+    sc.feed(prefix, final=True)
+    if sc.done:
+        return prefix[sc.value_start : sc.end]
+    if sc.safe < 0 or sc.value_start < 0:
+        return None
+    if sc.error and sc.error_pos < sc.safe:
+        return None
+    return prefix[sc.value_start : sc.safe] + sc.closer()
+
+
+def parse_partial(prefix: str) -> Any:
+    """Parse an incomplete JSON prefix (closed at its last safe point); ValueError if impossible."""
+    fixed = repair_json(prefix)
+    if fixed is None:
+        raise ValueError("no parsable JSON prefix")
+    return json.loads(fixed)
