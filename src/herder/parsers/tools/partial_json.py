@@ -13,7 +13,8 @@ Public API (stable):
   * ``safe``: the last "safe point" (exclusive offset, -1 if none) - ``text[value_start:safe] + closer()``
     is valid JSON, and ``text[value_start:safe]`` is a prefix of the final value text. Safe points are after
     an opening bracket, after a complete value, and inside a (non-key) string but never inside an escape.
-  * ``closer()``: the characters that close the value at the safe point (e.g. ``'"}]'``).
+  * ``closer(skip=0)``: the characters that close the value at the safe point (e.g. ``'"}]'``); with
+    ``skip=1`` the root container stays open (closes just a member value being streamed).
   * ``root_key`` / ``member_start``: when the root is an object, the key of the depth-1 member being read
     and the offset where its value starts (-1 while the value has not started).
   * ``members``: completed depth-1 members as ``(key, value_start, value_end)`` tuples.
@@ -119,9 +120,9 @@ class JsonScanner:
     def in_string(self) -> bool:
         return self._in_string
 
-    def closer(self) -> str:
-        """Characters closing the value at the current safe point."""
-        tail = "".join(_CLOSE[c] for c in reversed(self._stack))
+    def closer(self, skip: int = 0) -> str:
+        """Characters closing the value at the current safe point (``skip`` outermost levels left open)."""
+        tail = "".join(_CLOSE[c] for c in reversed(self._stack[skip:]))
         return '"' + tail if self.safe_in_string else tail
 
     def _fail(self, pos: int) -> None:
