@@ -124,6 +124,15 @@ class MarkerScanner:
         self._pos = n
         return buf[pos:], None
 
+    def unread(self, count: int) -> None:
+        """Give back the last ``count`` characters handed out (a marker the new mode does not use)."""
+        self._pos -= count
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is held (the next chunk can bypass the scanner)."""
+        return self._pos == len(self._buf)
+
     def flush(self) -> str:
         """Return and forget the held tail (end of stream: it never became a marker)."""
         rest = self._buf[self._pos :]
@@ -144,12 +153,21 @@ def _find_any(buf: str, chars: str, start: int) -> int:
     return best
 
 
+def _contains_any(text: str, chars: str) -> bool:
+    """True if any of ``chars`` occurs in ``text``."""
+    if len(chars) == 1:
+        return chars in text
+    return any(c in text for c in chars)
+
+
 class ReasoningParser:
     """Base class: the streaming/one-shot contract and the shared reasoning/normal text sinks.
 
-    Subclasses implement ``_consume(reasoning_out, normal_out)`` (drain the scanner), ``_end(...)``
-    (end-of-stream handling of the current mode) and ``_clone()`` (a fresh, unfed copy with the same
-    configuration). ``mark_reasoning_started`` is available on every parser.
+    Subclasses describe a mode machine with four hooks: ``_markers()`` (the tokens the current mode
+    looks for), ``_plain(text, r, n)`` (route text of the current mode), ``_on_marker(marker, r, n)``
+    (a token of the current mode was seen) and ``_end(tail, r, n)`` (end of stream), plus ``_clone()``
+    (a fresh, unfed copy with the same configuration). Sinks append to ``r`` (reasoning) and ``n``
+    (normal text).
     """
 
     #: Registry name of the family (set by subclasses).
@@ -163,6 +181,7 @@ class ReasoningParser:
         self._scanner = MarkerScanner()
         self._fed = False
         self._finished = False
+        self._extra = 0  # characters a subclass holds outside the shared buffers
         # Reasoning sink state.
         self._reason_started = False  # a non-whitespace reasoning character was seen
         self._ws_hold = ""  # trailing reasoning whitespace, held until more reasoning text shows up
@@ -188,11 +207,21 @@ class ReasoningParser:
         if not chunk:
             return EMPTY_DELTA
         self._fed = True
-        self._scanner.feed(chunk)
         r: list[str] = []
         n: list[str] = []
-        self._consume(r, n)
-        self._check_size()
+        scanner = self._scanner
+        firsts = self._markers().first_chars
+        if scanner.idle and not (firsts and _contains_any(chunk, firsts)):
+            # Fast path: nothing held and no token of this mode can start in the chunk.
+            self._plain(chunk, r, n)
+        else:
+            scanner.feed(chunk)
+            self._consume(r, n)
+        # The scanner itself only ever holds less than one marker; what can grow is held-back
+        # reasoning, held whitespace and subclass state.
+        held = self._acc_len + len(self._ws_hold) + self._extra
+        if held > self.max_buffer_size:
+            raise ReasoningBufferOverflow(held, self.max_buffer_size)
         if not r and not n:
             return EMPTY_DELTA
         return ReasoningDelta("".join(r), "".join(n))
@@ -222,7 +251,13 @@ class ReasoningParser:
         return ReasoningResult(a.reasoning_text + b.reasoning_text, a.normal_text + b.normal_text)
 
     # ------------------------------------------------------- subclass interface
-    def _consume(self, r: list[str], n: list[str]) -> None:
+    def _markers(self) -> MarkerSet:
+        raise NotImplementedError
+
+    def _plain(self, text: str, r: list[str], n: list[str]) -> None:
+        raise NotImplementedError
+
+    def _on_marker(self, marker: str, r: list[str], n: list[str]) -> None:
         raise NotImplementedError
 
     def _end(self, tail: str, r: list[str], n: list[str]) -> None:
@@ -230,6 +265,25 @@ class ReasoningParser:
 
     def _clone(self) -> ReasoningParser:
         raise NotImplementedError
+
+    def _consume(self, r: list[str], n: list[str]) -> None:
+        """Drain the scanner: route text runs, act on tokens, until only a partial token is left."""
+        scanner = self._scanner
+        while True:
+            ev = scanner.next(self._markers())
+            if ev is None:
+                return
+            text, marker = ev
+            if text:
+                self._plain(text, r, n)
+            if marker is not None:
+                # Routing the text before the token may have changed the mode (e.g. reasoning
+                # started); a token the new mode does not look for is rescanned as text, so the
+                # result cannot depend on where the chunk boundaries fell.
+                if marker in self._markers().markers:
+                    self._on_marker(marker, r, n)
+                else:
+                    scanner.unread(len(marker))
 
     # ---------------------------------------------------------------- sinks
     def _reason(self, text: str, r: list[str]) -> None:
@@ -277,15 +331,6 @@ class ReasoningParser:
                 return
             self._lstrip_normal = False
         n.append(text)
-
-    def _check_size(self) -> None:
-        held = self._scanner.held + self._acc_len + len(self._ws_hold) + self._extra_held()
-        if held > self.max_buffer_size:
-            raise ReasoningBufferOverflow(held, self.max_buffer_size)
-
-    def _extra_held(self) -> int:
-        """Characters a subclass holds outside the shared buffers."""
-        return 0
 
 
 _PRE, _REASON, _POST = 0, 1, 2
@@ -357,36 +402,31 @@ class BaseReasoningParser(ReasoningParser):
             max_buffer_size=self.max_buffer_size,
         )
 
-    def _consume(self, r: list[str], n: list[str]) -> None:
-        scanner = self._scanner
-        while True:
-            mode = self._mode
-            if mode == _POST:
-                ev = scanner.next(NO_MARKERS)
-            elif mode == _REASON:
-                droppable = not self._start_seen and not self._reason_started
-                ev = scanner.next(self._open_markers if droppable else self._end_markers)
-            else:
-                ev = scanner.next(self._pre_markers)
-            if ev is None:
-                return
-            text, marker = ev
-            if mode == _REASON:
-                self._reason(text, r)
-                if marker == self.end_tag:
-                    self._close_reasoning(r)
-                    self._mode = _POST
-                    self._lstrip_normal = self.trim_whitespace
-                elif marker is not None:
-                    if self._reason_started:  # matched before the text ahead of it was routed
-                        self._reason(marker, r)
-                    else:  # redundant start tag at the start of the block: drop it
-                        self._start_seen = True
-            else:
-                self._normal(text, n)
-                if marker is not None:  # the start tag (only looked for before reasoning)
-                    self._start_seen = True
-                    self._mode = _REASON
+    def _markers(self) -> MarkerSet:
+        mode = self._mode
+        if mode == _POST:
+            return NO_MARKERS
+        if mode == _PRE:
+            return self._pre_markers
+        droppable = not self._start_seen and not self._reason_started
+        return self._open_markers if droppable else self._end_markers
+
+    def _plain(self, text: str, r: list[str], n: list[str]) -> None:
+        if self._mode == _REASON:
+            self._reason(text, r)
+        else:
+            self._normal(text, n)
+
+    def _on_marker(self, marker: str, r: list[str], n: list[str]) -> None:
+        if self._mode == _PRE:  # the start tag
+            self._start_seen = True
+            self._mode = _REASON
+        elif marker == self.end_tag:
+            self._close_reasoning(r)
+            self._mode = _POST
+            self._lstrip_normal = self.trim_whitespace
+        else:  # a redundant start tag at the very start of the block: drop it
+            self._start_seen = True
 
     def _end(self, tail: str, r: list[str], n: list[str]) -> None:
         if self._mode == _REASON:

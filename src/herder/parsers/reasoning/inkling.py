@@ -88,7 +88,6 @@ class InklingParser(ReasoningParser):
         self.starts_in_reasoning = bool(starts_in_reasoning)
         self._kind = _REASON if self.starts_in_reasoning else _NONE
         self._header: list[str] = []  # author/tool name between <|message_model|> and the kind token
-        self._header_len = 0
 
     @property
     def in_reasoning(self) -> bool:
@@ -99,7 +98,7 @@ class InklingParser(ReasoningParser):
         if self._kind in (_NONE, _HEADER):
             self._kind = _REASON
             self._header.clear()
-            self._header_len = 0
+            self._extra = 0
             if not self._fed:
                 self.starts_in_reasoning = True
 
@@ -110,21 +109,10 @@ class InklingParser(ReasoningParser):
             max_buffer_size=self.max_buffer_size,
         )
 
-    def _extra_held(self) -> int:
-        return self._header_len
+    def _markers(self) -> MarkerSet:
+        return _TOOL_END if self._kind == _TOOL else _ALL
 
-    def _consume(self, r: list[str], n: list[str]) -> None:
-        scanner = self._scanner
-        while True:
-            ev = scanner.next(_TOOL_END if self._kind == _TOOL else _ALL)
-            if ev is None:
-                return
-            text, token = ev
-            self._text(text, r, n)
-            if token is not None:
-                self._control(token, r, n)
-
-    def _text(self, text: str, r: list[str], n: list[str]) -> None:
+    def _plain(self, text: str, r: list[str], n: list[str]) -> None:
         if not text:
             return
         kind = self._kind
@@ -132,17 +120,17 @@ class InklingParser(ReasoningParser):
             self._reason(text, r)
         elif kind == _HEADER:
             self._header.append(text)
-            self._header_len += len(text)
+            self._extra += len(text)
         elif kind != _SUPPRESS:  # _NONE, _CONTENT, _TOOL
             self._normal(text, n)
 
     def _take_header(self) -> str:
         header = "".join(self._header)
         self._header.clear()
-        self._header_len = 0
+        self._extra = 0
         return header
 
-    def _control(self, token: str, r: list[str], n: list[str]) -> None:
+    def _on_marker(self, token: str, r: list[str], n: list[str]) -> None:
         was_reasoning = self._kind == _REASON
         self._switch(token, n)
         if was_reasoning and self._kind != _REASON:
@@ -178,7 +166,7 @@ class InklingParser(ReasoningParser):
         # <|audio_end|>: dropped, block kind unchanged.
 
     def _end(self, tail: str, r: list[str], n: list[str]) -> None:
-        self._text(tail, r, n)
+        self._plain(tail, r, n)
         if self._kind == _REASON:
             self._close_reasoning(r)
         elif self._kind == _HEADER:

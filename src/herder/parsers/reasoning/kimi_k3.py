@@ -72,7 +72,7 @@ class KimiK3Parser(ReasoningParser):
     def mark_reasoning_started(self) -> None:
         if self._mode == _PRE:
             self._mode = _REASON
-            self._pre_ws = ""
+            self._drop_pre_ws()
             if not self._fed:
                 self.starts_in_reasoning = True
 
@@ -83,9 +83,6 @@ class KimiK3Parser(ReasoningParser):
             max_buffer_size=self.max_buffer_size,
         )
 
-    def _extra_held(self) -> int:
-        return len(self._pre_ws)
-
     def _markers(self) -> MarkerSet:
         if self._mode == _CONTENT:
             return _CONTENT_MARKERS
@@ -95,53 +92,40 @@ class KimiK3Parser(ReasoningParser):
             return _OBSERVED_MARKERS
         return _ASSUMED_MARKERS if self._reason_started else _ASSUMED_FRESH_MARKERS
 
-    def _consume(self, r: list[str], n: list[str]) -> None:
-        scanner = self._scanner
-        while True:
-            mode = self._mode
-            ev = scanner.next(self._markers())
-            if ev is None:
-                return
-            text, marker = ev
-            if mode == _REASON:
-                self._reason(text, r)
-                if marker is not None:
-                    self._reasoning_marker(marker, r, n)
-            elif mode == _CONTENT:
-                self._normal(text, n)  # content markers are all wrappers: dropped
-            else:
-                self._pre_text(text, n)
-                if marker is not None:
-                    self._pre_marker(marker, n)
-
-    def _pre_text(self, text: str, n: list[str]) -> None:
-        if not text:
-            return
-        if text.isspace():
+    def _plain(self, text: str, r: list[str], n: list[str]) -> None:
+        mode = self._mode
+        if mode == _REASON:
+            self._reason(text, r)
+        elif mode == _CONTENT:
+            self._normal(text, n)
+        elif text.isspace():  # before any channel: hold whitespace, dropped if the think channel opens
             self._pre_ws += text
-            return
-        self._normal(self._pre_ws + text, n)
-        self._pre_ws = ""
-        self._mode = _CONTENT
-
-    def _pre_marker(self, marker: str, n: list[str]) -> None:
-        self._pre_ws = ""
-        if marker == THINK_OPEN:
-            self._observed = True
-            self._mode = _REASON
-        elif marker == MESSAGE_OPEN:
-            pass  # the turn wrapper opens before the think channel: keep looking for it
+            self._extra = len(self._pre_ws)
         else:
+            self._normal(self._pre_ws + text, n)
+            self._drop_pre_ws()
             self._mode = _CONTENT
-            if marker == TOOLS_OPEN:
-                self._normal(marker, n)
 
-    def _reasoning_marker(self, marker: str, r: list[str], n: list[str]) -> None:
-        if marker == THINK_OPEN:
-            if self._reason_started:  # matched before the text ahead of it was routed: literal
-                self._reason(marker, r)
-            else:  # redundant opener after a prefilled one
+    def _drop_pre_ws(self) -> None:
+        self._pre_ws = ""
+        self._extra = 0
+
+    def _on_marker(self, marker: str, r: list[str], n: list[str]) -> None:
+        mode = self._mode
+        if mode == _CONTENT:
+            return  # wrappers and a stray think-close: dropped
+        if mode == _PRE:
+            self._drop_pre_ws()
+            if marker == THINK_OPEN:
                 self._observed = True
+                self._mode = _REASON
+            elif marker != MESSAGE_OPEN:  # the turn wrapper opens before the think channel
+                self._mode = _CONTENT
+                if marker == TOOLS_OPEN:
+                    self._normal(marker, n)
+            return
+        if marker == THINK_OPEN:  # redundant opener after a prefilled one
+            self._observed = True
             return
         self._close_reasoning(r)
         self._mode = _CONTENT
@@ -154,6 +138,6 @@ class KimiK3Parser(ReasoningParser):
             self._close_reasoning(r)
         elif self._mode == _PRE:
             self._normal(self._pre_ws + tail, n)
-            self._pre_ws = ""
+            self._drop_pre_ws()
         else:
             self._normal(tail, n)
