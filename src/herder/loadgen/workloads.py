@@ -92,9 +92,14 @@ class WorkloadConfig:
     def input_range(self) -> tuple[int, int]:
         """The effective (min, max) words of each prompt's unique part."""
         lo, hi = _DEFAULT_INPUT.get(self.kind, (64, 512))
-        lo = self.input_min if self.input_min is not None else lo
-        hi = self.input_max if self.input_max is not None else max(hi, lo)
-        return lo, max(lo, hi)
+        if self.input_min is not None:
+            lo = self.input_min
+            hi = max(hi, lo)  # only a minimum given: the default maximum stretches to it
+        if self.input_max is not None:
+            hi = self.input_max
+            if self.input_min is None:
+                lo = min(lo, hi)  # only a maximum given: the default minimum shrinks to it
+        return lo, hi
 
     def validate(self) -> None:
         """Raise ValueError on settings that cannot produce requests."""
@@ -222,7 +227,7 @@ class SharedPrefixWorkload(Workload):
             {"role": "system", "content": self.prefixes[g]},
             {"role": "user", "content": words(rng, n)},
         ]
-        prompt_words = n + self.cfg.prefix_words + 3
+        prompt_words = n + self.cfg.prefix_words + 4  # + "You are assistant {g}."
         return BenchRequest(i, self.path, self._body(messages), self.cfg.stream, prompt_words, group=g)
 
 
