@@ -87,8 +87,8 @@ class Request:
 class Reply:
     """Writes the response to one request; created by the protocol, handed to the handler."""
 
-    __slots__ = ("_done", "_proto", "_streaming", "closed", "extra_headers", "keep_alive", "on_pause",
-                 "on_resume", "started", "status")
+    __slots__ = ("_done", "_proto", "_streaming", "closed", "extra_headers", "keep_alive", "on_close",
+                 "on_pause", "on_resume", "started", "status")
 
     def __init__(self, proto: HttpProtocol, keep_alive: bool) -> None:
         self._proto = proto
@@ -103,6 +103,8 @@ class Reply:
         # Backpressure hooks: a proxy sets these to pause/resume its upstream socket.
         self.on_pause: Callable[[], None] | None = None
         self.on_resume: Callable[[], None] | None = None
+        # Called once if the client disconnects before the response is complete.
+        self.on_close: Callable[[], None] | None = None
 
     @property
     def done(self) -> bool:
@@ -262,8 +264,8 @@ class HttpProtocol(asyncio.Protocol):
         reply = self._current
         if reply is not None:
             reply.closed = True
-            if self.write_paused and reply.on_resume is not None:
-                reply.on_resume()
+            if reply.on_close is not None:
+                reply.on_close()
         self.write_paused = False
         for fut in self._drain_waiters:
             if not fut.done():

@@ -1,0 +1,95 @@
+"""`herder launch | demo | sim | bench`: the command line, with SMG's flag names and defaults."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from herder import __version__
+from herder.config import ConfigError, GatewayConfig, add_arguments, build_config
+
+log = logging.getLogger("herder")
+
+
+def _launch_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="herder launch", description="Run the gateway.")
+    add_arguments(parser)
+    return parser
+
+
+def _setup_logging(cfg: GatewayConfig) -> None:
+    try:
+        from herder.observability.logging import setup_logging  # noqa: PLC0415
+    except ImportError:
+        logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return
+    setup_logging(cfg.log_level, json=cfg.log_json, log_dir=cfg.log_dir)
+
+
+async def serve(cfg: GatewayConfig) -> int:
+    """Run one gateway process until SIGINT/SIGTERM; drain in-flight requests for the grace period."""
+    from herder.server.app import Gateway  # noqa: PLC0415
+
+    gateway = Gateway(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await gateway.start(reuse_port=cfg.workers > 1)
+    log.info("herder %s listening on %s:%d (%d workers, policy %s)", __version__, cfg.host, gateway.port,
+             len(gateway.registry), cfg.policy)
+    await stop.wait()
+    log.info("shutting down: draining in-flight requests (up to %g s)", cfg.shutdown_grace_period_secs)
+    await gateway.stop(cfg.shutdown_grace_period_secs)
+    return 0
+
+
+def launch(argv: Sequence[str]) -> int:
+    parser = _launch_parser()
+    args = parser.parse_args(list(argv))
+    try:
+        cfg = build_config(args, getattr(args, "config", None))
+    except ConfigError as exc:
+        print(f"herder: error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(cfg)
+    import uvloop  # noqa: PLC0415
+
+    return uvloop.run(serve(cfg))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"launch", "demo", "sim", "bench"}
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"herder {__version__}: an LLM inference gateway\n\n"
+              "usage: herder {launch,demo,sim,bench} [options]\n\n"
+              "  launch   run the gateway (SMG-compatible flags; herder launch --help)\n"
+              "  demo     simulated fleet + gateway + a short workload and a summary\n"
+              "  sim      simulated engine workers (HTTP and gRPC)\n"
+              "  bench    load generator for any OpenAI-compatible endpoint")
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(__version__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in commands:
+        print(f"herder: error: unknown command '{command}' (choose from launch, demo, sim, bench)", file=sys.stderr)
+        return 2
+    if command == "launch":
+        return launch(rest)
+    if command == "sim":
+        from herder.sim.cli import main as sim_main  # noqa: PLC0415
+
+        return sim_main(rest)
+    if command == "bench":
+        from herder.loadgen.cli import main as bench_main  # noqa: PLC0415
+
+        return bench_main(rest)
+    from herder.demo import main as demo_main  # noqa: PLC0415
+
+    return demo_main(rest)

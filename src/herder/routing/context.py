@@ -1,0 +1,130 @@
+"""RequestContext: everything routing needs from one request, extracted from the body parsed once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from herder.workers.worker import Worker
+
+Headers = list[tuple[bytes, bytes]]
+
+# Request headers never forwarded to workers (hop-by-hop, framing, and the gateway's own routing headers).
+_NOT_FORWARDED = frozenset({
+    b"host", b"content-length", b"content-type", b"transfer-encoding", b"connection", b"keep-alive",
+    b"expect", b"te", b"upgrade", b"proxy-connection", b"x-smg-target-worker", b"accept-encoding",
+})
+
+
+def forwardable_headers(headers: Headers) -> Headers:
+    """Headers relayed to workers: authorization, trace context and every `x-` header (request ids,
+    `x-smg-routing-key`, engine-specific controls); hop-by-hop and framing headers are not."""
+    out: Headers = []
+    for name, value in headers:
+        if name in _NOT_FORWARDED:
+            continue
+        if name == b"authorization" or name.startswith(b"x-") or name in (b"traceparent", b"tracestate"):
+            out.append((name, value))
+    return out
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+        return " ".join(parts)
+    return ""
+
+
+def routing_text(endpoint: str, body: dict[str, Any]) -> str:
+    """The text cache_aware routes on: every chat message (and reasoning) in order, the completion prompt, or
+    the generate text."""
+    if endpoint == "chat":
+        pieces: list[str] = []
+        for message in body.get("messages") or ():
+            if isinstance(message, dict):
+                text = _content_text(message.get("content"))
+                if text:
+                    pieces.append(text)
+                reasoning = message.get("reasoning_content")
+                if isinstance(reasoning, str) and reasoning:
+                    pieces.append(reasoning)
+        return " ".join(pieces)
+    if endpoint == "completions":
+        prompt = body.get("prompt")
+        if isinstance(prompt, str):
+            return prompt
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
+            return " ".join(p for p in prompt if isinstance(p, str))
+        return ""
+    if endpoint == "generate":
+        text = body.get("text")
+        if isinstance(text, str):
+            return text
+        if isinstance(text, list) and text and isinstance(text[0], str):
+            return text[0]
+        return ""
+    if endpoint == "responses":
+        value = body.get("input")
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            return " ".join(_content_text(item.get("content")) for item in value if isinstance(item, dict))
+    return ""
+
+
+class RequestContext:
+    """One inference request as routing sees it."""
+
+    __slots__ = ("_request_line", "_text", "body", "endpoint", "forward", "headers", "model", "parsed",
+                 "path", "request_id", "started_at", "stream", "target_worker", "usage_tail")
+
+    def __init__(self, *, path: str, endpoint: str, body: bytes, parsed: dict[str, Any], model: str | None,
+                 stream: bool, request_id: bytes, headers: Headers, started_at: float) -> None:
+        self.path = path
+        self.endpoint = endpoint
+        self.body = body
+        self.parsed = parsed
+        self.model = model
+        self.stream = stream
+        self.request_id = request_id
+        self.headers = headers
+        self.started_at = started_at
+        self._text: str | None = None
+        self.usage_tail = b""
+        target = None
+        for name, value in headers:
+            if name == b"x-smg-target-worker":
+                target = value.decode("latin-1").strip()
+        self.target_worker = target
+        fwd = forwardable_headers(headers)
+        if not any(name == b"x-request-id" for name, _ in fwd):
+            fwd.append((b"x-request-id", request_id))
+        self.forward = fwd
+        self._request_line = b"POST " + path.encode() + b" HTTP/1.1\r\nhost: "
+
+    def routing_text(self) -> str:
+        if self._text is None:
+            self._text = routing_text(self.endpoint, self.parsed)
+        return self._text
+
+    def upstream_request(self, worker: Worker) -> bytes:
+        """The serialized upstream request: the client's original body bytes, forwarded headers, and the
+        worker's API key (which replaces the caller's Authorization) when it has one."""
+        parts = [self._request_line, worker.host_header,
+                 b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % len(self.body)]
+        api_key = worker.api_key
+        for name, value in self.forward:
+            if api_key is not None and name == b"authorization":
+                continue
+            parts.append(name + b": " + value + b"\r\n")
+        if api_key is not None:
+            parts.append(b"authorization: Bearer " + api_key.encode() + b"\r\n")
+        parts.append(b"\r\n")
+        parts.append(self.body)
+        return b"".join(parts)
+
+    def meter(self, data: bytes) -> None:
+        """Keep the tail of a stream that mentions usage; parsed once after the stream ends (never per event)."""
+        if b'"usage"' in data:
+            self.usage_tail = data

@@ -1,0 +1,261 @@
+"""The regular HTTP proxy router: select a worker, send the original bytes, retry, relay the response.
+
+Retries happen only before any response byte reached the client; each attempt selects again (avoiding the worker
+that just failed when another is available) and waits backoff+jitter or the worker's Retry-After. The relay writes
+what each upstream read delivered as one client write, pauses the upstream socket while the client is slow, and
+closes the upstream connection the moment the client leaves. The lease (in-flight load) is taken at selection and
+released exactly once, in `finally`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from herder.policies import PolicyRegistry, RoutingInfo
+from herder.routing.context import RequestContext
+from herder.routing.retry import RETRYABLE_STATUSES, RetryConfig
+from herder.server import errors
+from herder.server.errors import HttpError
+from herder.server.http import Reply
+from herder.workers.pool import Exchange, UpstreamError
+from herder.workers.registry import WorkerRegistry
+from herder.workers.worker import Worker
+
+log = logging.getLogger("herder.router")
+
+# Response headers not relayed: hop-by-hop, framing (we re-frame), and ones the gateway sets itself.
+_DROP_RESPONSE_HEADERS = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"content-length", b"te",
+    b"trailer", b"upgrade", b"content-type", b"x-request-id", b"date", b"server",
+})
+
+
+class RelayHooks:
+    """Observability hooks a caller may set (metrics). Defaults do nothing."""
+
+    __slots__ = ("on_attempt_failed", "on_first_chunk", "on_outcome", "on_retry", "on_selected")
+
+    def __init__(self) -> None:
+        self.on_selected: Callable[[RequestContext, Worker], None] | None = None
+        self.on_outcome: Callable[[RequestContext, Worker, int, str | None], None] | None = None
+        self.on_retry: Callable[[RequestContext, Worker, int, float], None] | None = None
+        self.on_first_chunk: Callable[[RequestContext], None] | None = None
+        self.on_attempt_failed: Callable[[RequestContext, Worker, str], None] | None = None
+
+
+class HttpRouter:
+    """Proxies OpenAI / SGLang requests to HTTP workers."""
+
+    def __init__(self, registry: WorkerRegistry, policies: PolicyRegistry, retry: RetryConfig, *,
+                 request_timeout: float, stall_timeout: float, hooks: RelayHooks | None = None) -> None:
+        self.registry = registry
+        self.policies = policies
+        self.retry = retry
+        self.request_timeout = request_timeout
+        self.stall_timeout = stall_timeout
+        self.hooks = hooks or RelayHooks()
+
+    def select(self, ctx: RequestContext, avoid: Worker | None) -> Worker | None:
+        candidates = self.registry.available(ctx.model)
+        if avoid is not None and len(candidates) > 1 and avoid in candidates:
+            candidates.remove(avoid)
+        if not candidates:
+            return None
+        target = ctx.target_worker
+        if target is not None:
+            return _pick_target(candidates, target)
+        policy = self.policies.get(ctx.model)
+        worker = policy.select(candidates, RoutingInfo(ctx.routing_text, headers=ctx.headers))
+        if worker is not None:
+            worker.processed += 1
+        return worker
+
+    async def route(self, ctx: RequestContext, reply: Reply) -> None:
+        attempts = self.retry.attempts
+        failed: Worker | None = None
+        last_error: HttpError | None = None
+        for attempt in range(attempts):
+            worker = self.select(ctx, failed)
+            if worker is None:
+                if last_error is not None:
+                    raise last_error
+                raise HttpError(503, errors.NO_AVAILABLE_WORKERS,
+                                f"No available workers for model '{ctx.model}'" if ctx.model
+                                else "No available workers")
+            if self.hooks.on_selected is not None:
+                self.hooks.on_selected(ctx, worker)
+            worker.load += 1
+            released = False
+            try:
+                if reply.closed:
+                    return
+                data = ctx.upstream_request(worker)
+                try:
+                    ex = await worker.pool.request(data, self.request_timeout or None)
+                except UpstreamError as exc:
+                    worker.breaker.record(False)
+                    status = 504 if exc.timeout else 502
+                    code = errors.UPSTREAM_TIMEOUT if exc.timeout else errors.UPSTREAM_CONNECTION_FAILED
+                    last_error = HttpError(status, code, f"Upstream worker {worker.url} failed: {exc}")
+                    if self.hooks.on_attempt_failed is not None:
+                        self.hooks.on_attempt_failed(ctx, worker, code)
+                    if attempt + 1 < attempts and not reply.closed:
+                        failed = worker
+                        worker.load -= 1
+                        released = True
+                        await self._backoff(ctx, worker, attempt, None)
+                        continue
+                    raise last_error from exc
+                status = ex.status
+                if status in RETRYABLE_STATUSES and attempt + 1 < attempts and not reply.closed:
+                    worker.breaker.record(False)
+                    if self.hooks.on_outcome is not None:
+                        self.hooks.on_outcome(ctx, worker, status, None)
+                    retry_after = ex.header(b"retry-after") if status in (429, 503) else None
+                    ex.abort()  # drop the error body: cheaper than reading it, and the socket is not reused
+                    failed = worker
+                    worker.load -= 1
+                    released = True
+                    await self._backoff(ctx, worker, attempt, retry_after)
+                    continue
+                await self._relay(ctx, worker, ex, reply)
+                return
+            finally:
+                if not released:
+                    worker.load -= 1
+
+    async def _backoff(self, ctx: RequestContext, worker: Worker, attempt: int, retry_after: bytes | None) -> None:
+        delay = self.retry.delay_secs(attempt, retry_after)
+        if self.hooks.on_retry is not None:
+            self.hooks.on_retry(ctx, worker, attempt, delay)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _relay(self, ctx: RequestContext, worker: Worker, ex: Exchange, reply: Reply) -> None:
+        """Relay the response; the outcome (for the breaker) is known only when the body is complete."""
+        loop = asyncio.get_running_loop()
+        status = ex.status
+        content_type = ex.header(b"content-type") or b"application/json"
+        headers = [(k, v) for k, v in ex.headers if k not in _DROP_RESPONSE_HEADERS]
+        watch = _Watchdog(loop, ex, self.stall_timeout, self.request_timeout)
+        reply.on_close = watch.client_gone
+        if not ex.streaming:
+            try:
+                await ex.done
+            except UpstreamError as exc:
+                watch.cancel()
+                if watch.client_left:
+                    return
+                worker.breaker.record(False)
+                timed_out = watch.reason is not None
+                raise HttpError(504 if timed_out else 502,
+                                errors.UPSTREAM_TIMEOUT if timed_out else errors.UPSTREAM_CONNECTION_FAILED,
+                                f"Upstream worker {worker.url} failed mid-response: {watch.reason or exc}") from exc
+            watch.cancel()
+            worker.breaker.record(status not in RETRYABLE_STATUSES)
+            if self.hooks.on_outcome is not None:
+                self.hooks.on_outcome(ctx, worker, status, None)
+            reply.send(status, ex.body(), headers, content_type)
+            return
+
+        reply.start_stream(status, headers, content_type)
+        reply.on_pause = ex.pause_reading
+        reply.on_resume = ex.resume_reading
+        first_chunk = self.hooks.on_first_chunk
+
+        def sink(data: bytes) -> None:
+            nonlocal first_chunk
+            watch.last_activity = time.monotonic()
+            reply.write_nowait(data)
+            if first_chunk is not None:
+                first_chunk(ctx)
+                first_chunk = None
+            ctx.meter(data)
+
+        ex.set_sink(sink)
+        error: str | None = None
+        try:
+            await ex.done
+        except UpstreamError as exc:
+            error = watch.reason or str(exc)
+        finally:
+            watch.cancel()
+            reply.on_pause = reply.on_resume = None
+        if watch.client_left:
+            worker.breaker.record(True)
+            if self.hooks.on_outcome is not None:
+                self.hooks.on_outcome(ctx, worker, 499, "client_disconnected")
+            return
+        if error is not None:
+            # The stream died mid-way: that is a failure, not a success, and the client is told in-band.
+            worker.breaker.record(False)
+            code = errors.UPSTREAM_TIMEOUT if watch.reason else errors.UPSTREAM_STREAM_ERROR
+            if self.hooks.on_outcome is not None:
+                self.hooks.on_outcome(ctx, worker, 504 if watch.reason else 502, code)
+            reply.end_stream(errors.sse_error_event(f"Upstream stream failed: {error}", code,
+                                                    504 if watch.reason else 502))
+            return
+        worker.breaker.record(status not in RETRYABLE_STATUSES)
+        if self.hooks.on_outcome is not None:
+            self.hooks.on_outcome(ctx, worker, status, None)
+        reply.end_stream()
+
+
+class _Watchdog:
+    """Stall (silence between chunks) and total-time limits for one relay, plus client-gone handling."""
+
+    __slots__ = ("client_left", "deadline", "ex", "last_activity", "loop", "reason", "stall", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ex: Exchange, stall: float, total: float) -> None:
+        self.loop = loop
+        self.ex = ex
+        self.stall = stall
+        self.deadline = time.monotonic() + total if total else 0.0
+        self.last_activity = time.monotonic()
+        self.reason: str | None = None
+        self.client_left = False
+        self.timer: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def _arm(self) -> None:
+        waits = [w for w in (self.stall, (self.deadline - time.monotonic()) if self.deadline else 0.0) if w > 0]
+        if self.stall or self.deadline:
+            self.timer = self.loop.call_later(max(0.001, min(waits) if waits else 0.001), self._check)
+
+    def _check(self) -> None:
+        now = time.monotonic()
+        if self.deadline and now >= self.deadline:
+            self.reason = "request timeout exceeded"
+        elif self.stall and now - self.last_activity >= self.stall:
+            self.reason = f"no data from the worker for {self.stall:g} s"
+        if self.reason is not None:
+            self.timer = None
+            self.ex.abort()
+            return
+        remaining = [self.stall - (now - self.last_activity)] if self.stall else []
+        if self.deadline:
+            remaining.append(self.deadline - now)
+        self.timer = self.loop.call_later(max(0.001, min(remaining)), self._check)
+
+    def client_gone(self) -> None:
+        self.client_left = True
+        self.ex.abort()
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+def _pick_target(candidates: list[Worker], target: str) -> Worker | None:
+    """`X-SMG-Target-Worker`: an index into the model's workers, a worker id, or a URL."""
+    if target.isdigit():
+        index = int(target)
+        return candidates[index] if index < len(candidates) else None
+    for worker in candidates:
+        if worker.id == target or worker.url == target.rstrip("/"):
+            return worker
+    return None

@@ -1,0 +1,213 @@
+"""The gateway: assembles registry, policies, routers and the HTTP server; dispatches every route.
+
+Middleware is inline and cheap: request id (taken from the configured headers or generated with SMG's prefixes,
+always echoed as `x-request-id`), auth (Bearer), admission, then the route. Errors raised as `HttpError` become
+the OpenAI envelope with `X-SMG-Error-Code`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+from collections.abc import Awaitable, Callable
+
+from herder.config import GatewayConfig
+from herder.policies import PolicyRegistry, make_policy_factory
+from herder.policies.cache_aware import CacheAwareConfig
+from herder.routing.http import HttpRouter
+from herder.routing.retry import RetryConfig
+from herder.server import errors
+from herder.server.errors import HttpError
+from herder.server.http import HttpServer, Reply, Request
+from herder.server.inference import INFERENCE_ROUTES, build_context
+from herder.workers.breaker import BreakerConfig
+from herder.workers.manager import ManagerConfig, WorkerManager
+from herder.workers.registry import WorkerRegistry
+from herder.workers.worker import HealthConfig, WorkerSpec
+
+log = logging.getLogger("herder")
+
+Route = Callable[[Request, Reply], Awaitable[None]]
+_ALNUM = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def new_request_id(prefix: bytes) -> bytes:
+    """SMG's format: prefix + 24 random alphanumerics."""
+    raw = os.urandom(24)
+    return prefix + bytes(_ALNUM[b % 62] for b in raw)
+
+
+def _valid_request_id(value: bytes) -> bool:
+    return 0 < len(value) <= 128 and all(33 <= c <= 126 for c in value)
+
+
+class Gateway:
+    """One gateway process."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.registry = WorkerRegistry()
+        health = HealthConfig(
+            timeout_secs=config.health_check_timeout_secs,
+            check_interval_secs=config.health_check_interval_secs,
+            success_threshold=config.health_success_threshold,
+            failure_threshold=config.health_failure_threshold,
+            disable_health_check=config.disable_health_check,
+            endpoint=config.health_check_endpoint,
+        )
+        breaker = BreakerConfig(
+            failure_threshold=config.cb_failure_threshold,
+            success_threshold=config.cb_success_threshold,
+            timeout_secs=config.cb_timeout_duration_secs,
+            enabled=not config.disable_circuit_breaker,
+        )
+        self.manager = WorkerManager(self.registry, ManagerConfig(
+            breaker=breaker, health=health, pool_idle_timeout=config.upstream_pool_idle_timeout_secs,
+            remove_unhealthy=config.remove_unhealthy_workers,
+            startup_check_interval=config.worker_startup_check_interval,
+            startup_timeout=config.worker_startup_timeout_secs,
+            drain_timeout=config.shutdown_grace_period_secs,
+        ))
+        cache_cfg = CacheAwareConfig(
+            cache_threshold=config.cache_threshold,
+            balance_abs_threshold=config.balance_abs_threshold,
+            balance_rel_threshold=config.balance_rel_threshold,
+            max_tree_size=config.max_tree_size,
+        )
+        self.policies = PolicyRegistry(make_policy_factory(config.policy, cache_cfg), config.policy)
+        retry = RetryConfig(
+            max_retries=config.retry_max_retries,
+            initial_backoff_ms=config.retry_initial_backoff_ms,
+            max_backoff_ms=config.retry_max_backoff_ms,
+            backoff_multiplier=config.retry_backoff_multiplier,
+            jitter_factor=config.retry_jitter_factor,
+            enabled=not config.disable_retries,
+        )
+        self.router = HttpRouter(self.registry, self.policies, retry,
+                                 request_timeout=config.request_timeout_secs,
+                                 stall_timeout=config.stream_body_stall_timeout_secs)
+        self.server = HttpServer(self.handle, max_body_size=config.max_payload_size,
+                                 header_read_timeout=config.header_read_timeout_secs,
+                                 idle_timeout=config.idle_connection_timeout_secs)
+        self._id_headers = tuple(h.lower().encode() for h in config.request_id_headers)
+        self._api_key = config.api_key.encode() if config.api_key else None
+        admin_key = config.admin_api_key or config.api_key
+        self._admin_key = admin_key.encode() if admin_key else None
+        self._maintenance: asyncio.Task[None] | None = None
+        from herder.server.admin import AdminRoutes  # noqa: PLC0415 - avoids an import cycle
+
+        self.admin = AdminRoutes(self)
+        self.routes: dict[str, dict[bytes, tuple[Route, bool]]] = self.admin.table()
+        self.draining = False
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+    async def start(self, *, host: str | None = None, port: int | None = None, reuse_port: bool = False,
+                    wait_for_workers: bool = True) -> None:
+        cfg = self.config
+        if self._admin_key is None:
+            log.warning("admin routes (/workers, /flush_cache, ...) are open: set --admin-api-key or --api-key")
+        await self.server.start(host if host is not None else cfg.host, port if port is not None else cfg.port,
+                                reuse_port=reuse_port)
+        jobs = [self.manager.register(WorkerSpec.from_json({"url": url}), wait=wait_for_workers)
+                for url in cfg.worker_urls]
+        if jobs:
+            await asyncio.gather(*jobs)
+        self.manager.start_health_checks()
+        if cfg.eviction_interval_secs > 0:
+            self._maintenance = asyncio.get_running_loop().create_task(self._maintenance_loop())
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.eviction_interval_secs)
+            self.policies.maintenance()
+
+    async def stop(self, grace: float = 0.0) -> None:
+        self.draining = True
+        await self.server.stop(grace)
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+        await self.manager.close()
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    # -- dispatch ---------------------------------------------------------------------------------------------
+    def _request_id(self, request: Request, prefix: bytes) -> bytes:
+        ids = self._id_headers
+        for name, value in request.headers:
+            if name in ids and _valid_request_id(value):
+                return value
+        return new_request_id(prefix)
+
+    async def handle(self, request: Request, reply: Reply) -> None:
+        path = request.path
+        inference = INFERENCE_ROUTES.get(path)
+        if inference is not None:
+            request_id = self._request_id(request, inference.id_prefix)
+            reply.extra_headers.append((b"x-request-id", request_id))
+            if request.method != b"POST":
+                return self._error(reply, HttpError(405, errors.METHOD_NOT_ALLOWED,
+                                                    f"Method {request.method.decode()} not allowed on {path}"))
+            if self._api_key is not None and not self._authorized(request, self._api_key):
+                return self._error(reply, HttpError(401, errors.UNAUTHORIZED, "Invalid or missing API key"))
+            try:
+                ctx = build_context(inference, request, request_id)
+                self._check_model(ctx.model)
+                await self.router.route(ctx, reply)
+            except HttpError as exc:
+                self._error(reply, exc)
+            return
+        reply.extra_headers.append((b"x-request-id", self._request_id(request, b"req-")))
+        methods = self.routes.get(path)
+        if methods is None:
+            methods, params = self.admin.match_dynamic(path)
+            if methods is None:
+                return self._error(reply, HttpError(404, errors.ROUTE_NOT_FOUND, f"No route for {path}"))
+            request.state["params"] = params
+        entry = methods.get(request.method)
+        if entry is None:
+            if request.method == b"HEAD" and b"GET" in methods:
+                entry = methods[b"GET"]
+            else:
+                allowed = b", ".join(sorted(methods))
+                return self._error(reply, HttpError(
+                    405, errors.METHOD_NOT_ALLOWED, f"Method {request.method.decode()} not allowed on {path}",
+                    headers=[(b"allow", allowed)]))
+        handler, admin = entry
+        if admin and self._admin_key is not None and not self._authorized(request, self._admin_key):
+            return self._error(reply, HttpError(401, errors.UNAUTHORIZED, "Invalid or missing admin API key"))
+        try:
+            await handler(request, reply)
+        except HttpError as exc:
+            self._error(reply, exc)
+
+    def _check_model(self, model: str | None) -> None:
+        if model is not None and not self.registry.known_model(model):
+            raise HttpError(404, errors.MODEL_NOT_FOUND, f"Model '{model}' not found", "model")
+
+    @staticmethod
+    def _authorized(request: Request, key: bytes) -> bool:
+        value = request.header(b"authorization")
+        if value is None:
+            value = request.header(b"x-api-key")
+            return value is not None and hmac.compare_digest(value.strip(), key)
+        if value[:7].lower() != b"bearer ":
+            return False
+        return hmac.compare_digest(value[7:].strip(), key)
+
+    @staticmethod
+    def _error(reply: Reply, exc: HttpError) -> None:
+        if reply.started:
+            if not reply.done:
+                reply.end_stream(errors.sse_error_event(exc.message, exc.code, exc.status))
+            return
+        headers = [(b"x-smg-error-code", exc.code.encode())]
+        if exc.headers:
+            headers.extend(exc.headers)
+        reply.send(exc.status, exc.body(), headers)

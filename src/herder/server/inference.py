@@ -1,0 +1,157 @@
+"""Inference routes: decode + validate the body once, build the RequestContext, hand it to the router."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from herder.routing.context import RequestContext
+from herder.server import errors
+from herder.server.errors import HttpError
+from herder.server.http import Request
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceRoute:
+    path: str
+    endpoint: str  # SMG's endpoint label: chat, completions, generate, embeddings, rerank, responses, classify
+    id_prefix: bytes  # request-id prefix when the client sends none
+
+
+INFERENCE_ROUTES: dict[str, InferenceRoute] = {
+    r.path: r
+    for r in (
+        InferenceRoute("/v1/chat/completions", "chat", b"chatcmpl-"),
+        InferenceRoute("/v1/completions", "completions", b"cmpl-"),
+        InferenceRoute("/generate", "generate", b"gnt-"),
+        InferenceRoute("/v1/embeddings", "embeddings", b"req-"),
+        InferenceRoute("/v1/rerank", "rerank", b"req-"),
+        InferenceRoute("/rerank", "rerank", b"req-"),
+        InferenceRoute("/v1/responses", "responses", b"resp-"),
+        InferenceRoute("/v1/classify", "classify", b"req-"),
+    )
+}
+
+
+def _bad(message: str, param: str | None = None, code: str = errors.INVALID_REQUEST) -> HttpError:
+    return HttpError(400, code, message, param)
+
+
+def _check_type(body: dict[str, Any], name: str, types: type | tuple[type, ...], label: str) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise _bad(f"'{name}' must be {label}", name)
+    if not isinstance(value, types):
+        raise _bad(f"'{name}' must be {label}", name)
+
+
+def _require(body: dict[str, Any], name: str) -> Any:
+    value = body.get(name)
+    if value is None:
+        raise _bad(f"Missing required field '{name}'", name, errors.MISSING_FIELD)
+    return value
+
+
+def _validate_messages(messages: Any) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise _bad("'messages' must be a non-empty array", "messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _bad(f"'messages[{i}]' must be an object", f"messages[{i}]")
+        role = message.get("role")
+        if not isinstance(role, str):
+            raise _bad(f"'messages[{i}].role' must be a string", f"messages[{i}].role")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise _bad(f"'messages[{i}].content' must be a string or an array of parts", f"messages[{i}].content")
+
+
+def _is_prompt(value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    if isinstance(value, list) and value:
+        first = value[0]
+        if isinstance(first, str):
+            return all(isinstance(v, str) for v in value)
+        if isinstance(first, int) and not isinstance(first, bool):
+            return all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        if isinstance(first, list):
+            return all(isinstance(v, list) and all(isinstance(t, int) for t in v) for v in value)
+    return False
+
+
+def validate(endpoint: str, body: dict[str, Any]) -> None:
+    """The checks a client mistake must fail (400) rather than reach a worker."""
+    _check_type(body, "model", str, "a string")
+    _check_type(body, "stream", bool, "a boolean")
+    _check_type(body, "max_tokens", int, "an integer")
+    _check_type(body, "max_completion_tokens", int, "an integer")
+    _check_type(body, "n", int, "an integer")
+    _check_type(body, "temperature", (int, float), "a number")
+    _check_type(body, "top_p", (int, float), "a number")
+    _check_type(body, "stop", (str, list), "a string or an array of strings")
+    _check_type(body, "stream_options", dict, "an object")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and value < 0:
+            raise _bad(f"'{name}' must be >= 0", name)
+    n = body.get("n")
+    if isinstance(n, int) and n < 1:
+        raise _bad("'n' must be >= 1", "n")
+    if endpoint == "chat":
+        _validate_messages(_require(body, "messages"))
+    elif endpoint == "completions":
+        if not _is_prompt(_require(body, "prompt")):
+            raise _bad("'prompt' must be a string, an array of strings, or token ids", "prompt")
+    elif endpoint == "generate":
+        if body.get("text") is None and body.get("input_ids") is None:
+            raise _bad("'text' or 'input_ids' is required", "text", errors.MISSING_FIELD)
+        _check_type(body, "sampling_params", dict, "an object")
+    elif endpoint == "embeddings":
+        value = _require(body, "input")
+        if not _is_prompt(value):
+            raise _bad("'input' must be a string, an array of strings, or token ids", "input")
+    elif endpoint == "rerank":
+        _require(body, "query")
+        docs = _require(body, "documents")
+        if not isinstance(docs, list):
+            raise _bad("'documents' must be an array", "documents")
+    elif endpoint == "responses":
+        _require(body, "input")
+    elif endpoint == "classify":
+        _require(body, "input")
+
+
+def decode_body(request: Request) -> dict[str, Any]:
+    """Parse the JSON body once; anything that is not a JSON object is a 400."""
+    if not request.body:
+        raise _bad("Request body is empty; expected a JSON object", None, errors.INVALID_JSON)
+    try:
+        parsed = orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        raise _bad(f"Invalid JSON body: {exc}", None, errors.INVALID_JSON) from None
+    if not isinstance(parsed, dict):
+        raise _bad("Request body must be a JSON object", None, errors.INVALID_JSON)
+    return parsed
+
+
+def build_context(route: InferenceRoute, request: Request, request_id: bytes) -> RequestContext:
+    parsed = decode_body(request)
+    validate(route.endpoint, parsed)
+    model = parsed.get("model")
+    return RequestContext(
+        path=route.path if route.path != "/rerank" else "/v1/rerank",
+        endpoint=route.endpoint,
+        body=request.body,
+        parsed=parsed,
+        model=model if model else None,
+        stream=parsed.get("stream") is True,
+        request_id=request_id,
+        headers=request.headers,
+        started_at=time.monotonic(),
+    )
