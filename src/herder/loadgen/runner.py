@@ -193,7 +193,7 @@ class _Phase:
         return self.deadline is None or perf() < self.deadline
 
     async def one(self) -> None:
-        self.issued += 1
+        """Send one request (the caller has counted it in `issued`) and record it."""
         req = self.workload.next()
         res = await self.client.post(req.path, req.body, stream=req.stream)
         self.workload.complete(req, res.text if res.ok else None)
@@ -206,6 +206,7 @@ class _Phase:
     async def closed_loop(self, concurrency: int) -> None:
         async def worker() -> None:
             while self.more():
+                self.issued += 1
                 await self.one()
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -230,6 +231,10 @@ class _Phase:
                         break
                 # When `cap` requests are in flight the arrival waits for a slot (and later ones catch up).
                 await sem.acquire()
+                if not self.more():  # the deadline may pass while waiting for a slot
+                    sem.release()
+                    break
+                self.issued += 1  # counted before the task runs, so the loop cannot overshoot the budget
                 task = asyncio.create_task(guarded())
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)

@@ -7,7 +7,16 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+import uvloop
 from loadgen_fakeserver import FakeServer
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Run every async loadgen test on both loops: uvloop's transports differ from asyncio's."""
+    if request.param == "uvloop":
+        return uvloop.EventLoopPolicy()
+    return asyncio.DefaultEventLoopPolicy()
 
 
 @pytest.fixture
