@@ -57,7 +57,9 @@ How the engine streams (identical for one-shot and streaming, so results never d
 
 Helpers for family scanners: ``RawJsonArgs`` (stream a raw JSON object value), ``held_suffix_len``
 (hold back a partial end marker), ``json_fragment`` (JSON-escape a piece of string content),
-``coerce_param`` (schema-driven coercion of a textual parameter value).
+``aggregate_deltas(deltas)`` (fold streamed deltas into a ``ToolParseResult``; used by ``parse`` and
+handy in tests), ``coerce_param`` (schema-driven coercion of a textual parameter value), ``expect_at(buf, pos, lit, final)``
+(1 = ``lit`` is at ``pos``, 0 = undecided yet (partial at the end), -1 = something else).
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ __all__ = [
     "ToolParseResult",
     "ToolParser",
     "ToolStreamDelta",
+    "aggregate_deltas",
     "coerce_param",
+    "expect_at",
     "held_suffix_len",
     "json_fragment",
     "normalize_tools",
@@ -205,6 +209,16 @@ def held_suffix_len(text: str, markers: tuple[str, ...] | list[str], start: int 
     return best
 
 
+def expect_at(buf: str, pos: int, lit: str, final: bool) -> int:
+    """1 if ``buf[pos:]`` starts with ``lit``; 0 if it is a proper prefix of it (wait for more text, unless
+    ``final``: then -1); -1 otherwise."""
+    if buf.startswith(lit, pos):
+        return 1
+    if not final and lit.startswith(buf[pos:]):
+        return 0
+    return -1
+
+
 def json_fragment(s: str) -> str:
     """``s`` JSON-escaped without the surrounding quotes (safe to stream inside a JSON string)."""
     return json.dumps(s, ensure_ascii=False)[1:-1]
@@ -267,7 +281,7 @@ class RawJsonArgs:
     """Streams a raw JSON object (the arguments) that starts at offset ``start`` of a region buffer.
 
     ``step(buf, final, out)`` returns DONE (object complete: ``end`` is set), PENDING, or REJECTED (not a
-    JSON object / invalid JSON). When it returns REJECTED after having emitted text, or when ``final`` is
+    JSON object / invalid JSON; ``end`` = where the bad text starts). When it returns REJECTED after having emitted text, or when ``final`` is
     set before completion, the emitted prefix is closed with the right brackets so that the concatenation
     is valid JSON (the emitted text is always a prefix of the object up to its last safe point). Check
     ``emitted_any`` to know whether anything was sent.
@@ -285,6 +299,7 @@ class RawJsonArgs:
         js = self._js
         js.feed(buf, final)
         if js.value_start >= 0 and buf[js.value_start] != "{":
+            self.end = js.value_start
             return REJECTED
         if js.value_start >= 0 and self.emitted < 0:
             self.emitted = js.value_start
@@ -303,6 +318,7 @@ class RawJsonArgs:
         if js.error or final:
             if out is not None and self.emitted_any:
                 out.args(js.closer())
+            self.end = js.error_pos if js.error else len(buf)
             return REJECTED
         return PENDING
 
@@ -383,14 +399,7 @@ class ToolParser(ABC):
         return out
 
     def parse(self, text: str) -> ToolParseResult:
-        d = self._run(_StreamState(), text, True)
-        calls: list[ToolCall] = []
-        for c in d.calls:
-            if c.index == len(calls):
-                calls.append(ToolCall(c.name or "", c.arguments_delta))
-            else:
-                calls[c.index].arguments += c.arguments_delta
-        return ToolParseResult(d.normal_text, calls)
+        return aggregate_deltas([self._run(_StreamState(), text, True)])
 
     # ----- engine ---------------------------------------------------------------------------------
     def _run(self, st: _StreamState, chunk: str, final: bool) -> ToolStreamDelta:
@@ -462,6 +471,21 @@ class ToolParser(ABC):
         st.call_open = False
         st.call_valid = False
         st.call_has_args = False
+
+
+def aggregate_deltas(deltas: list[ToolStreamDelta]) -> ToolParseResult:
+    """Fold a stream of deltas into the equivalent one-shot result (calls ordered by index)."""
+    normal: list[str] = []
+    names: dict[int, str] = {}
+    args: dict[int, list[str]] = {}
+    for d in deltas:
+        normal.append(d.normal_text)
+        for c in d.calls:
+            if c.name is not None:
+                names.setdefault(c.index, c.name)
+            args.setdefault(c.index, []).append(c.arguments_delta)
+    calls = [ToolCall(names.get(i, ""), "".join(args[i])) for i in sorted(args)]
+    return ToolParseResult("".join(normal), calls)
 
 
 def _add(calls: list[ToolCallDelta], index: int, name: str | None, args: str) -> None:
