@@ -106,18 +106,17 @@ class FakeServer:
             prompt, has_system = body["prompt"], False
         n_out = int(body.get("max_tokens", 4))
         pt = len(prompt.split())
-        usage = {
+        cached = pt // 2 if has_system else 0
+        usage: dict[str, Any] = {
             "prompt_tokens": pt,
             "completion_tokens": n_out,
             "total_tokens": pt + n_out,
-            "prompt_tokens_details": {"cached_tokens": pt // 2 if has_system else 0},
+            "prompt_tokens_details": {"cached_tokens": cached},
         }
         worker = None if headers.get("x-test-worker") == "off" else f"w{self.n_chat % 2}"
         self.n_chat += 1
         pieces = [f"tok{i} " for i in range(n_out)]
-        self.responses.append(
-            Answer(worker, pt, n_out, usage["prompt_tokens_details"]["cached_tokens"], "".join(pieces))
-        )
+        self.responses.append(Answer(worker, pt, n_out, cached, "".join(pieces)))
         extra = f"x-smg-worker: {worker}\r\n" if worker else ""
         delay = int(headers.get("x-test-delay-ms", "0")) / 1000.0
         if mode == "eof":

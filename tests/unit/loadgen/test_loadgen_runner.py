@@ -14,10 +14,10 @@ from herder.loadgen.runner import Progress, RunConfig, run
 from herder.loadgen.workloads import WorkloadConfig, make_workload
 
 
-def _wl(kind: str = "random", seed: int = 0, **kw: object) -> WorkloadConfig:
+def _wl(kind: str = "random", seed: int = 0, turns: int = 4) -> WorkloadConfig:
     return WorkloadConfig(
-        kind=kind, model="fake-model", max_tokens=4, input_min=3, input_max=8, seed=seed, **kw
-    )  # type: ignore[arg-type]
+        kind=kind, model="fake-model", max_tokens=4, input_min=3, input_max=8, seed=seed, turns=turns
+    )
 
 
 async def test_closed_loop_fixed_concurrency_n_requests(fake_server: FakeServer) -> None:
