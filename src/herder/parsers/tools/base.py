@@ -58,7 +58,8 @@ How the engine streams (identical for one-shot and streaming, so results never d
 Helpers for family scanners: ``RawJsonArgs`` (stream a raw JSON object value), ``held_suffix_len``
 (hold back a partial end marker), ``json_fragment`` (JSON-escape a piece of string content),
 ``aggregate_deltas(deltas)`` (fold streamed deltas into a ``ToolParseResult``; used by ``parse`` and
-handy in tests), ``coerce_param`` (schema-driven coercion of a textual parameter value), ``expect_at(buf, pos, lit, final)``
+handy in tests), ``coerce_param`` (schema-driven coercion of a textual parameter value; ``is_string_schema`` tells
+whether a value will stay a string and so can be streamed), ``expect_at(buf, pos, lit, final)``
 (1 = ``lit`` is at ``pos``, 0 = undecided yet (partial at the end), -1 = something else).
 """
 
@@ -85,6 +86,7 @@ __all__ = [
     "coerce_param",
     "expect_at",
     "held_suffix_len",
+    "is_string_schema",
     "json_fragment",
     "normalize_tools",
 ]
@@ -228,17 +230,25 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
+def is_string_schema(schema: dict | None) -> bool:
+    """True when ``coerce_param`` keeps every value a string (no type, or "string" among the types)."""
+    types: Any = (schema or {}).get("type")
+    if isinstance(types, str):
+        types = [types]
+    return not isinstance(types, list) or not types or "string" in types
+
+
 def coerce_param(value: str, schema: dict | None) -> Any:
     """Coerce a literal textual parameter value by its JSON-schema type (strings stay strings).
 
     integer/number/boolean/object/array/null are parsed (JSON first, Python literal words tolerated);
     when parsing fails the raw string is kept. Without a schema (or type) the value stays a string.
     """
+    if is_string_schema(schema):
+        return value
     types: Any = (schema or {}).get("type")
     if isinstance(types, str):
         types = [types]
-    if not isinstance(types, list) or not types or "string" in types:
-        return value
     v = value.strip()
     for t in types:
         if t == "integer":
