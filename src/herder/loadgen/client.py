@@ -109,6 +109,11 @@ class SSEDecoder:
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if not self._buf and not self._data and chunk.startswith(b"data:") and chunk.endswith(b"\n\n"):
+            # Fast path: the usual chunk is exactly one single-line event.
+            value = chunk[5:-2]
+            if b"\n" not in value and not value.endswith(b"\r"):
+                return [value[1:] if value.startswith(b" ") else value]
         buf = self._buf + chunk if self._buf else chunk
         out: list[bytes] = []
         pos = 0
@@ -185,19 +190,17 @@ class StreamAccumulator:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError:
             return
-        if not isinstance(obj, dict):
+        if type(obj) is not dict:
             return
         if "error" in obj and result.error is None:
             result.error = _error_text(obj, payload)
         choices = obj.get("choices")
-        if choices and isinstance(choices, list) and isinstance(choices[0], dict):
+        if choices and type(choices) is list and type(choices[0]) is dict:
             choice = choices[0]
             delta = choice.get("delta")
-            text: Any = None
-            content = False
-            if isinstance(delta, dict):
+            if type(delta) is dict:
                 text = delta.get("content")
-                content = bool(text) or bool(delta.get("reasoning_content")) or bool(delta.get("tool_calls"))
+                content = bool(text) or bool(delta.get("reasoning_content") or delta.get("tool_calls"))
             else:
                 text = choice.get("text")
                 content = bool(text)
@@ -208,7 +211,7 @@ class StreamAccumulator:
                     result.itls.append(now - self._last)
                 self._last = now
                 result.content_events += 1
-                if isinstance(text, str):
+                if type(text) is str:
                     self._pieces.append(text)
         if obj.get("usage"):
             _usage_into(result, obj["usage"])

@@ -43,6 +43,17 @@ def test_sse_decoder_flushes_unterminated_event_on_finish() -> None:
     assert dec.finish() == [b"tail"]
 
 
+def test_sse_decoder_event_per_chunk() -> None:
+    dec = SSEDecoder()
+    chunks = [b"data: x\n\n", b"data: a\ndata: b\n\n", b"data: cr\r\n\n", b"data:\n\n", b"data: {}\n\n"]
+    assert [p for c in chunks for p in dec.feed(c)] == [b"x", b"a\nb", b"cr", b"", b"{}"]
+    # A pending partial event must not be bypassed by a whole-event chunk.
+    dec = SSEDecoder()
+    assert dec.feed(b"data: first") == []
+    assert dec.feed(b"\n\n") == [b"first"]
+    assert dec.feed(b"data: p1\n") == [] and dec.feed(b"data: p2\n\n") == [b"p1\np2"]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=len(SSE_SAMPLE)), max_size=12))
 def test_sse_decoder_chunk_splits_do_not_matter(cuts: list[int]) -> None:
