@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from herder import __version__
 from herder.config import ConfigError, GatewayConfig, add_arguments, build_config
@@ -15,8 +16,15 @@ from herder.config import ConfigError, GatewayConfig, add_arguments, build_confi
 log = logging.getLogger("herder")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (no usage dump), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _launch_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="herder launch", description="Run the gateway.")
+    parser = OneLineParser(prog="herder launch", description="Run the gateway.")
     add_arguments(parser)
     return parser
 
