@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -160,13 +161,44 @@ async def bench(args: argparse.Namespace, wcfg: WorkloadConfig, rcfg: RunConfig)
             wcfg.model = await discover_model(client)
         workload = make_workload(wcfg)
         warm_cfg = WorkloadConfig(**{**asdict(wcfg), "seed": wcfg.seed + _WARMUP_SEED_OFFSET})
-        result = await run(client, workload, rcfg, warmup_workload=make_workload(warm_cfg))
+        stop = asyncio.Event()
+        with _sigint_stops(stop):
+            result = await run(client, workload, rcfg, warmup_workload=make_workload(warm_cfg), stop=stop)
         workers = await fetch_target_workers(client) if args.worker_stats else []
     finally:
         await client.close()
     config = {"url": args.url, "timeout": args.timeout, "workload": asdict(wcfg), "run": asdict(rcfg)}
     config["run"].pop("progress", None)
+    config["interrupted"] = stop.is_set()
     return result, summarize(result, config, workers)
+
+
+@contextlib.contextmanager
+def _sigint_stops(stop: asyncio.Event) -> Iterator[None]:
+    """First Ctrl-C: stop sending and report what finished; a second one aborts (the default behaviour)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def on_sigint() -> None:
+        if stop.is_set():
+            if task is not None:
+                task.cancel()
+            return
+        stop.set()
+        print(
+            "\nherder bench: stopping, waiting for requests in flight (Ctrl-C again to abort)",
+            file=sys.stderr,
+        )
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    except (NotImplementedError, RuntimeError, ValueError):
+        yield  # not the main thread, or no signal support: Ctrl-C keeps its default meaning
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def _run_async(coro: Coroutine[Any, Any, Any], use_uvloop: bool) -> Any:
@@ -223,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"herder bench: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print("herder bench: interrupted", file=sys.stderr)
         return 130
     sys.stdout.write(render(summary))

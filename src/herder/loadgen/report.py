@@ -205,7 +205,8 @@ def render(s: Summary) -> str:
         f" ({'stream' if wl.get('stream') else 'no stream'}), {mode}",
         f"target      {c.get('url', '?')}  model={wl.get('model', '?')}  max_tokens={wl.get('max_tokens', '?')}",
         f"requests    {s.completed} ok, {s.failed} failed, in {s.duration_s:.2f} s"
-        + (f" (after {s.warmup_requests} warm-up)" if s.warmup_requests else ""),
+        + (f" (after {s.warmup_requests} warm-up)" if s.warmup_requests else "")
+        + (" (interrupted)" if c.get("interrupted") else ""),
         f"throughput  {s.request_throughput:.2f} req/s, {s.output_token_throughput:.1f} output tok/s, "
         f"{s.input_token_throughput:.1f} input tok/s",
         "",

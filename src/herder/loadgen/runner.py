@@ -182,6 +182,7 @@ class _Phase:
         self.limit = limit
         self.deadline = deadline
         self.progress = progress
+        self.stop: asyncio.Event | None = None
         self.issued = 0
         self.records: list[RequestRecord] = []
         self.t0 = perf()
@@ -189,6 +190,8 @@ class _Phase:
 
     def more(self) -> bool:
         if self.limit is not None and self.issued >= self.limit:
+            return False
+        if self.stop is not None and self.stop.is_set():
             return False
         return self.deadline is None or perf() < self.deadline
 
@@ -253,13 +256,18 @@ async def run(
     *,
     warmup_workload: Workload | None = None,
     progress_out: TextIO | None = None,
+    stop: asyncio.Event | None = None,
 ) -> RunResult:
-    """Run warm-up then the measured phase; returns every measured request's record."""
+    """Run warm-up then the measured phase; returns every measured request's record.
+
+    Setting `stop` ends the run early like a reached budget: no new requests, the ones in flight finish.
+    """
     cfg.validate()
     out = progress_out if progress_out is not None else sys.stderr
     result = RunResult()
     if cfg.warmup and warmup_workload is not None:
         warm = _Phase(client, warmup_workload, cfg.warmup, None, None)
+        warm.stop = stop
         await warm.closed_loop(min(cfg.concurrency, cfg.warmup))
         result.warmup_requests = len(warm.records)
     opened_before = client.connections_opened
@@ -270,6 +278,7 @@ async def run(
     progress = Progress(out, limit, cfg.duration) if cfg.progress else None
     ticker = asyncio.create_task(progress.tick()) if progress is not None else None
     phase = _Phase(client, workload, limit, deadline, progress)
+    phase.stop = stop
     try:
         if cfg.rps is None:
             await phase.closed_loop(cfg.concurrency)

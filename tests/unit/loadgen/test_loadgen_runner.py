@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections import Counter
 
@@ -11,7 +12,7 @@ from loadgen_fakeserver import FakeServer
 
 from herder.loadgen.client import HttpClient
 from herder.loadgen.runner import Progress, RunConfig, run
-from herder.loadgen.workloads import WorkloadConfig, make_workload
+from herder.loadgen.workloads import BenchRequest, Workload, WorkloadConfig, make_workload
 
 
 def _wl(kind: str = "random", seed: int = 0, turns: int = 4) -> WorkloadConfig:
@@ -87,6 +88,33 @@ async def test_multi_turn_carries_server_answers(fake_server: FakeServer) -> Non
         assert roles == ["user", "assistant"] * (len(roles) // 2) + ["user"]
         assert all(m["content"] in answers for m in seen.body["messages"] if m["role"] == "assistant")
     assert max(r.turn for r in result.records) == 2
+
+
+class _StopAfter(Workload):
+    """Wraps a workload and sets `stop` when the n-th request is drawn."""
+
+    def __init__(self, inner: Workload, n: int, stop: asyncio.Event) -> None:
+        super().__init__(inner.cfg)
+        self.inner, self.n, self.stop = inner, n, stop
+
+    def next(self) -> BenchRequest:
+        req = self.inner.next()
+        if req.index + 1 >= self.n:
+            self.stop.set()
+        return req
+
+
+@pytest.mark.parametrize("rps", [None, 1000.0])
+async def test_stop_event_ends_run_and_keeps_finished_requests(
+    fake_server: FakeServer, rps: float | None
+) -> None:
+    stop = asyncio.Event()
+    client = HttpClient(fake_server.url)
+    wl = _StopAfter(make_workload(_wl()), 3, stop)
+    result = await run(client, wl, RunConfig(concurrency=1, rps=rps, num_requests=50), stop=stop)
+    await client.close()
+    assert len(result.records) == 3 and all(r.ok for r in result.records)
+    assert len(fake_server.requests) == 3
 
 
 async def test_errors_are_recorded(fake_server: FakeServer) -> None:
