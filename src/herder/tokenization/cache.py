@@ -251,8 +251,16 @@ class CachedTokenizer:
     def _check_boundary_property(self, tokens: list[Any]) -> str | None:
         """Verify tokenize(prefix)+tokenize(suffix) == tokenize(whole) at boundaries on this tokenizer."""
         enc = self.tokenizer.encode
+        probes = [("Hello", " world"), ("a\n", "\nb"), ("x ", "y"), ("", " z"), ("1", "2 3")]
+        # Plus words of this vocabulary (a probe made of unknown tokens could hide a difference).
+        tok = self.tokenizer
+        atomic_ids = {t.id for t in tokens}
+        size = max(1, tok.vocab_size)
+        words = [tok.decode([i], False) for i in range(0, size, max(1, size // 16)) if i not in atomic_ids]
+        words = [w for w in words if w.strip()][:16]
+        probes += [(words[i - 1], w) for i, w in enumerate(words) if i > 0]
         for t in tokens[:64]:
-            for pre, post in (("Hello", " world"), ("a\n", "\nb"), ("x ", "y"), ("", " z"), ("1", "2 3")):
+            for pre, post in probes:
                 prefix = pre + t.content
                 if enc(prefix + post, False) != enc(prefix, False) + enc(post, False):
                     return f"prefix split at {t.content!r} changes tokenization"

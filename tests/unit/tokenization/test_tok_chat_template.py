@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 
@@ -47,11 +48,11 @@ def test_qwen3_system_user_no_thinking_token_ids(qwen: Tokenizer, qwen_template:
     assert ids[:3] == [IM_START, 8948, NL]  # <|im_start|> system \n
     user_tok, assistant_tok = qwen.token_to_id("user"), qwen.token_to_id("assistant")
     think, end_think = qwen.token_to_id("<think>"), qwen.token_to_id("</think>")
-    expected = (
-        [IM_START, 8948, NL, *qwen.encode(system), IM_END, NL]
-        + [IM_START, user_tok, NL, *qwen.encode(user), IM_END, NL]
-        + [IM_START, assistant_tok, NL, think, *qwen.encode("\n\n"), end_think, *qwen.encode("\n\n")]
-    )
+    expected = [
+        *(IM_START, 8948, NL, *qwen.encode(system), IM_END, NL),
+        *(IM_START, user_tok, NL, *qwen.encode(user), IM_END, NL),
+        *(IM_START, assistant_tok, NL, think, *qwen.encode("\n\n"), end_think, *qwen.encode("\n\n")),
+    ]
     assert ids == expected
 
 
@@ -80,14 +81,18 @@ def test_tools_block_is_json_lines_in_system_prompt(qwen_template: ChatTemplate)
 
 
 def test_multi_turn_tool_calls_and_reasoning(qwen_template: ChatTemplate) -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "Weather in Paris?"},
         {
             "role": "assistant",
             "content": None,
             "reasoning_content": "Need the tool.",
             "tool_calls": [
-                {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
             ],
         },
         {"role": "tool", "tool_call_id": "c1", "content": '{"temp": 21}'},
@@ -102,7 +107,7 @@ def test_multi_turn_tool_calls_and_reasoning(qwen_template: ChatTemplate) -> Non
     assert json.loads(calls[-1]) == {"name": "get_weather", "arguments": {"city": "Paris"}}
     # Consecutive tool results share one user turn.
     assert text.count("<tool_response>") == 2
-    assert "<|im_start|>user\n<tool_response>\n{\"temp\": 21}\n</tool_response>\n<tool_response>\nsunny" in text
+    assert '<|im_start|>user\n<tool_response>\n{"temp": 21}\n</tool_response>\n<tool_response>\nsunny' in text
     assert text.endswith("</tool_response><|im_end|>\n<|im_start|>assistant\n")
 
 
@@ -144,7 +149,9 @@ def test_openai_format_template_gets_parts() -> None:
     )
     t = ChatTemplate(src)
     assert t.content_format == "openai"
-    out = t.render([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}])
+    out = t.render(
+        [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]
+    )
     assert out == "[user]text:a;text:b;"
 
 
@@ -153,7 +160,10 @@ def test_openai_format_template_gets_parts() -> None:
     [
         ("{% for m in messages %}{{ m.content }}{% endfor %}", "string"),
         ("{% for m in messages %}{% for c in m['content'] %}{{ c.text }}{% endfor %}{% endfor %}", "openai"),
-        ("{% for m in messages %}{% set c = m.content %}{% for x in c %}{{ x }}{% endfor %}{% endfor %}", "openai"),
+        (
+            "{% for m in messages %}{% set c = m.content %}{% for x in c %}{{ x }}{% endfor %}{% endfor %}",
+            "openai",
+        ),
         ("{% for m in messages %}{{ m.content[0].text }}{% endfor %}", "openai"),
         ("{% for m in messages %}{% set c = m.content %}{{ c.strip() }}{% endfor %}", "string"),
     ],
@@ -168,7 +178,8 @@ def test_continue_final_message(qwen_template: ChatTemplate) -> None:
     assert text.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n1, 2,")  # no <|im_end|>, no new turn
     # Trailing whitespace that the template keeps is kept too.
     spaced = qwen_template.render(
-        [{"role": "user", "content": "x"}, {"role": "assistant", "content": "1, 2, "}], continue_final_message=True
+        [{"role": "user", "content": "x"}, {"role": "assistant", "content": "1, 2, "}],
+        continue_final_message=True,
     )
     assert spaced.endswith("</think>\n\n1, 2, ")
     # A template that trims content: the cut falls after the stripped text (transformers' rule).
@@ -181,7 +192,9 @@ def test_continue_final_message(qwen_template: ChatTemplate) -> None:
 
 
 def test_raise_exception_and_render_errors_are_template_errors() -> None:
-    t = ChatTemplate("{% if messages[0].role != 'user' %}{{ raise_exception('first must be user') }}{% endif %}ok")
+    t = ChatTemplate(
+        "{% if messages[0].role != 'user' %}{{ raise_exception('first must be user') }}{% endif %}ok"
+    )
     assert t.render([{"role": "user", "content": "x"}]) == "ok"
     with pytest.raises(ChatTemplateError, match="first must be user"):
         t.render([{"role": "system", "content": "x"}])
@@ -211,7 +224,9 @@ def test_globals_filters_and_special_tokens() -> None:
 
 def test_kwargs_cannot_override_messages() -> None:
     t = ChatTemplate("{{ messages | length }}{{ add_generation_prompt }}")
-    out = t.render([{"role": "user", "content": "x"}], chat_template_kwargs={"messages": [], "add_generation_prompt": 7})
+    out = t.render(
+        [{"role": "user", "content": "x"}], chat_template_kwargs={"messages": [], "add_generation_prompt": 7}
+    )
     assert out == "1True"
 
 
@@ -224,7 +239,10 @@ def test_named_templates_choose_tool_use_with_tools() -> None:
 
 
 def test_messages_are_not_mutated(qwen_template: ChatTemplate) -> None:
-    tc = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
-    messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "", "tool_calls": [tc]}]
+    tc: dict[str, Any] = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": "", "tool_calls": [tc]},
+    ]
     qwen_template.render(messages)
     assert tc["function"]["arguments"] == '{"a": 1}'
