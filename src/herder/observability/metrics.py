@@ -301,7 +301,8 @@ class HttpRequestMetrics:
     _responses: dict[tuple[int, str], CounterChild] = field(default_factory=dict)
 
     def response(self, status: int, error_code: str = "") -> CounterChild:
-        """smg_http_responses_total{path, status_code, error_code}; error_code "" on success."""
+        """smg_http_responses_total{path, status_code, error_code}; error_code "" on success. Statuses outside
+        100-599 count as 0; after 128 (status, error_code) pairs new error codes count as "other"."""
         child = self._responses.get((status, error_code))
         if child is None:
             if not 100 <= status <= 599:
@@ -499,19 +500,19 @@ class Metrics:
 
     def _new_http(self, method: str, path: str) -> HttpRequestMetrics:
         m = method if method in HTTP_METHODS else "OTHER"
-        key = (method, path)
-        if m != method or len(self._http) >= self._max:
-            key = (m, path if len(self._http) < self._max else OTHER)
-            bundle = self._http.get(key)
-            if bundle is not None:
-                return bundle
-        bundle = HttpRequestMetrics(
-            self.http_requests.labels(*key),
-            self.http_request_duration.labels(*key),
-            key[1],
-            self.http_responses,
-        )
-        self._http[key] = bundle
+        full = len(self._http) >= self._max
+        key = (m, OTHER if full else path)
+        bundle = self._http.get(key)
+        if bundle is None:
+            # Once full, only one overflow entry per normalised method is ever added.
+            bundle = self._http[key] = HttpRequestMetrics(
+                self.http_requests.labels(*key),
+                self.http_request_duration.labels(*key),
+                key[1],
+                self.http_responses,
+            )
+        if not full:
+            self._http[(method, path)] = bundle  # e.g. "get" -> the "OTHER" bundle, cached too
         return bundle
 
     def router(
