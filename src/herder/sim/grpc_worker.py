@@ -160,6 +160,12 @@ class SimTokenizer:
         return str(self.tok.decode(list(ids), skip_special_tokens=skip_special_tokens))
 
 
+@lru_cache(maxsize=8)
+def load_tokenizer(tokenizer_dir: str) -> SimTokenizer:
+    """The tokenizer of a folder, loaded once per process (workers share it; it is read-only)."""
+    return SimTokenizer.load(tokenizer_dir)
+
+
 @dataclass(slots=True)
 class GenSpec:
     """A Generate request, runtime-neutral, as the simulator needs it."""
@@ -811,7 +817,7 @@ async def start_grpc_worker(
     if runtime not in ("sglang", "vllm"):
         raise ValueError(f"unsupported simulated runtime {runtime!r} (sglang or vllm)")
     tok_dir = tokenizer_dir or default_tokenizer_dir()
-    tokenizer = await asyncio.to_thread(SimTokenizer.load, tok_dir)
+    tokenizer = await asyncio.to_thread(load_tokenizer, os.path.abspath(tok_dir))
     info = {k: engine_opts.pop(k) for k in list(engine_opts) if k not in _ENGINE_FIELDS}
     unknown = set(info) - {"served_model_name", "model_path", "max_context_length"}
     if unknown:
