@@ -300,18 +300,22 @@ class SimEngine:
 
     # -- configuration -------------------------------------------------------------------------------------
     def update(self, **fields_: object) -> None:
-        """Change config fields at run time (unknown names raise ``TypeError``)."""
-        names = {f.name for f in fields(SimConfig)}
+        """Change config fields at run time; unknown names or values of the wrong type raise ``TypeError``."""
+        types = {f.name: str(f.type) for f in fields(SimConfig)}
         for k, v in fields_.items():
-            if k not in names:
+            if k not in types:
                 raise TypeError(f"unknown sim config field {k!r}")
             if k == "labels" and isinstance(v, list):
                 v = tuple(v)
+            if not _type_ok(types[k], v):
+                raise TypeError(f"bad value for sim config field {k!r}: {v!r} (expected {types[k]})")
             setattr(self.config, k, v)
         cache = getattr(self, "cache", None)
         if cache is not None:
             cache.capacity = max(0, self.config.cache_blocks)
-            cache.block_size = max(1, self.config.block_size)
+            if cache.block_size != max(1, self.config.block_size):
+                cache.block_size = max(1, self.config.block_size)
+                cache.clear()  # block keys depend on the block size
 
     # -- request lifecycle ---------------------------------------------------------------------------------
     def new_id(self) -> str:
@@ -509,6 +513,25 @@ class SimEngine:
         d["cache_blocks_used"] = len(self.cache)
         d["config"] = asdict(self.config)
         return d
+
+
+def _type_ok(annotation: str, v: object) -> bool:
+    """Whether ``v`` fits a ``SimConfig`` field annotation (as a string: the module uses postponed annotations)."""
+    if v is None:
+        return "None" in annotation
+    if annotation.startswith("bool"):
+        return isinstance(v, bool)
+    if isinstance(v, bool):
+        return False
+    if annotation.startswith("float"):
+        return isinstance(v, int | float) and math.isfinite(v)
+    if annotation.startswith("int"):
+        return isinstance(v, int)
+    if annotation.startswith("str"):
+        return isinstance(v, str)
+    if annotation.startswith("tuple"):
+        return isinstance(v, tuple) and bool(v) and all(isinstance(x, str) for x in v)
+    return True
 
 
 def _apply_stop(out: Output, stop: Sequence[str]) -> None:

@@ -131,9 +131,11 @@ class SimHttpWorker:
     async def handle(self, req: Request, reply: Reply) -> None:
         st = self.engine.stats
         st.requests_total += 1
-        st.requests_by_path[req.path] = st.requests_by_path.get(req.path, 0) + 1
-        method = b"GET" if req.method == b"HEAD" else req.method
-        fn = self._routes.get((method, req.path))
+        key = req.path if req.path in self._paths else "(other)"  # bounded: no entry per unknown path
+        st.requests_by_path[key] = st.requests_by_path.get(key, 0) + 1
+        if req.method == b"HEAD":  # a HEAD response must carry no body; the server writes whatever we give
+            return reply.send(405, b"", content_type=None)
+        fn = self._routes.get((req.method, req.path))
         if fn is None:
             if req.path in self._paths:
                 return _error(reply, 405, f"method {req.method.decode()} not allowed", "method_not_allowed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -155,7 +156,11 @@ def test_update_and_flush() -> None:
     assert eng.admit([1, 2, 3, 4]).cached_tokens == 4
     eng.flush_cache()
     assert eng.admit([1, 2, 3, 4]).cached_tokens == 0
-    eng.update(error_rate=0.25)
+    eng.update(error_rate=0.25, retry_after_s=None, die_after=3, labels=["a", "b", "c"])
+    assert eng.config.error_rate == 0.25 and eng.config.labels == ("a", "b", "c")
+    for bad in ({"error_rate": "x"}, {"cache_blocks": 1.5}, {"healthy": 1}, {"die_after": True}, {"nope": 1}):
+        with pytest.raises(TypeError):
+            eng.update(**bad)
     assert eng.config.error_rate == 0.25
     snap = eng.snapshot()
     assert snap["cache_flushes"] == 1 and snap["cache_blocks_used"] == 2

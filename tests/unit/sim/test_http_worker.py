@@ -229,10 +229,13 @@ async def test_other_endpoints(worker: SimHttpWorker) -> None:
         assert bad2.status_code == 400 and "message" in bad2.json()["error"]
         assert (await h.get(u + "/nope")).status_code == 404
         assert (await h.get(u + "/v1/chat/completions")).status_code == 405
+        assert (await h.post(u + "/sim/config", json={"error_rate": "high"})).status_code == 400
+        assert (await h.head(u + "/health")).status_code == 405
         cfg = await h.post(u + "/sim/config", json={"healthy": False})
         assert cfg.status_code == 200 and (await h.get(u + "/health")).status_code == 503
         stats = (await h.get(u + "/sim/stats")).json()
-    assert stats["requests_by_path"]["/health"] == 2 and stats["open_connections"] >= 1
+    assert stats["requests_by_path"]["/health"] == 3 and stats["open_connections"] >= 1
+    assert stats["requests_by_path"]["(other)"] == 1  # /nope
 
 
 async def test_error_injection(worker: SimHttpWorker) -> None:
