@@ -123,8 +123,11 @@ def from_json(data: bytes | str) -> Summary:
 
 
 def _error_key(rec: RequestRecord) -> str:
-    if rec.status == 0:
-        return "timeout" if rec.error == "timeout" else "connection"
+    """Error class: the HTTP status, or timeout / connection / stream-error (a 2xx that failed midway)."""
+    if rec.error == "timeout":
+        return "timeout"
+    if rec.status == 0 or (rec.error or "").startswith(("connection lost", "bad HTTP response")):
+        return "connection"
     if 200 <= rec.status < 300:
         return "stream-error"
     return str(rec.status)

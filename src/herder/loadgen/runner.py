@@ -195,9 +195,13 @@ class _Phase:
             return False
         return self.deadline is None or perf() < self.deadline
 
-    async def one(self) -> None:
-        """Send one request (the caller has counted it in `issued`) and record it."""
-        req = self.workload.next()
+    def draw(self) -> BenchRequest:
+        """Take the next request from the workload and count it against the budget."""
+        self.issued += 1
+        return self.workload.next()
+
+    async def one(self, req: BenchRequest) -> None:
+        """Send one request and record it."""
         res = await self.client.post(req.path, req.body, stream=req.stream)
         self.workload.complete(req, res.text if res.ok else None)
         self.records.append(_record(req, res, self.t0))
@@ -209,8 +213,7 @@ class _Phase:
     async def closed_loop(self, concurrency: int) -> None:
         async def worker() -> None:
             while self.more():
-                self.issued += 1
-                await self.one()
+                await self.one(self.draw())
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
@@ -218,9 +221,9 @@ class _Phase:
         sem = asyncio.Semaphore(cap)
         tasks: set[asyncio.Task[None]] = set()
 
-        async def guarded() -> None:
+        async def guarded(req: BenchRequest) -> None:
             try:
-                await self.one()
+                await self.one(req)
             finally:
                 sem.release()
 
@@ -237,8 +240,9 @@ class _Phase:
                 if not self.more():  # the deadline may pass while waiting for a slot
                     sem.release()
                     break
-                self.issued += 1  # counted before the task runs, so the loop cannot overshoot the budget
-                task = asyncio.create_task(guarded())
+                # Drawn (and counted) at arrival time, before the task runs: the loop cannot overshoot the
+                # budget, and arrival order is draw order.
+                task = asyncio.create_task(guarded(self.draw()))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 t_next += rng.expovariate(rps)

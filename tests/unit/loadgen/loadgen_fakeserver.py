@@ -5,7 +5,8 @@ It runs on its own event loop in a background thread, so both async tests and th
 
 * `x-test-mode`: `""` (normal), `error` (503 JSON error), `eof` (JSON body delimited by connection close),
   `hang` (never answers), `drop` (answers, then closes the keep-alive connection without saying so),
-  `json-for-stream` (answers a streamed request with one JSON body).
+  `json-for-stream` (answers a streamed request with one JSON body), `cut` (a stream that stops after one
+  content event when the connection closes).
 * `x-test-delay-ms`: pause before the first content event and between content events.
 * `x-test-worker`: `off` to omit the `x-smg-worker` header (otherwise workers w0/w1 alternate).
 
@@ -138,6 +139,10 @@ class FakeServer:
         )
         # A role-only first event carries no content: it must not count as the first token.
         self.chunk(writer, {"choices": [{"index": 0, "delta": {"role": "assistant"}}]} if chat else None)
+        if mode == "cut":  # one content event, then the connection dies mid-stream
+            self.chunk(writer, {"choices": [{"index": 0, "delta": {"content": pieces[0]}}]})
+            await writer.drain()
+            return False
         for piece in pieces:
             if delay:
                 await writer.drain()

@@ -236,6 +236,15 @@ async def test_server_closing_idle_connection_is_survived(fake_server: FakeServe
     assert client.connections_opened == 3
 
 
+async def test_stream_cut_midway(fake_server: FakeServer) -> None:
+    client = HttpClient(fake_server.url, extra_headers={"x-test-mode": "cut"})
+    res = await client.post("/v1/chat/completions", _chat(4, True), stream=True)
+    await client.close()
+    assert not res.ok and res.status == 200 and (res.error or "").startswith("connection lost")
+    assert res.content_events == 1 and res.ttft is not None
+    assert client.connections_opened == 1  # bytes had arrived: never resent
+
+
 async def test_timeout(fake_server: FakeServer) -> None:
     client = HttpClient(fake_server.url, extra_headers={"x-test-mode": "hang"}, timeout=0.2)
     res = await client.post("/v1/chat/completions", _chat(2, True), stream=True)

@@ -55,9 +55,11 @@ def test_summarize_figures() -> None:
         _rec(4, ok=False, status=0, error="timeout"),
         _rec(5, ok=False, status=0, error="connection refused"),
         _rec(6, ok=False, status=200, error="engine died"),
+        _rec(7, ok=False, status=200, error="timeout"),  # timed out mid-stream
+        _rec(8, ok=False, status=200, error="connection lost (closed by peer)"),
     ]
     s = summarize(RunResult(records=recs, duration=2.0, warmup_requests=3), {"url": "u"})
-    assert (s.requests, s.completed, s.failed) == (7, 3, 4)
+    assert (s.requests, s.completed, s.failed) == (9, 3, 6)
     assert s.request_throughput == pytest.approx(1.5)
     # Output tokens: usage where reported, content events where not.
     assert s.total_completion_tokens == 11 + 21 + 7
@@ -71,7 +73,7 @@ def test_summarize_figures() -> None:
     assert s.e2e_ms is not None and s.e2e_ms.mean == pytest.approx(2000.0)
     assert s.tpot_ms is not None and s.tpot_ms.count == 2
     assert s.tpot_ms.p50 == pytest.approx(((0.9 / 10) + (1.7 / 20)) / 2 * 1000)
-    assert s.errors == {"503": 1, "connection": 1, "stream-error": 1, "timeout": 1}
+    assert s.errors == {"503": 1, "connection": 2, "stream-error": 1, "timeout": 2}
     assert "503: overloaded" in s.error_samples
     assert s.workers == {"a": 2, "b": 2}
     assert s.warmup_requests == 3
