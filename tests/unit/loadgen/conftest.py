@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import Iterator
 
@@ -11,10 +12,15 @@ import uvloop
 from loadgen_fakeserver import FakeServer
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Every async loadgen test runs on both loops (uvloop's transports differ from asyncio's); sync tests once.
+    if inspect.iscoroutinefunction(metafunc.function):
+        metafunc.parametrize("event_loop_policy", ["asyncio", "uvloop"], indirect=True)
+
+
+@pytest.fixture
 def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
-    """Run every async loadgen test on both loops: uvloop's transports differ from asyncio's."""
-    if request.param == "uvloop":
+    if getattr(request, "param", "asyncio") == "uvloop":
         return uvloop.EventLoopPolicy()
     return asyncio.DefaultEventLoopPolicy()
 
