@@ -44,6 +44,7 @@ from smg_grpc_proto.generated import (
 )
 from tokenizers import Tokenizer
 
+from herder.routing.grpc.client import GRPC_TO_HTTP_STATUS
 from herder.sim.engine import Overrides, SimConfig, SimEngine
 from herder.sim.text import generate_word_ids, stable_hash_ids, word_piece
 
@@ -60,14 +61,8 @@ BUNDLE_FILES = (
 BUNDLE_CHUNK_BYTES = 512 * 1024
 FILLER_BLOCK_WORDS = 256
 DEFAULT_CONTEXT_LENGTH = 32768
-# HTTP status of an injected engine fault -> gRPC status the worker answers with.
-_STATUS_TO_GRPC = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    404: grpc.StatusCode.NOT_FOUND,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    503: grpc.StatusCode.UNAVAILABLE,
-    504: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
+# HTTP status of an injected engine fault -> gRPC status (the inverse of the gateway's one mapping table).
+_STATUS_TO_GRPC = {http: code for code, http in GRPC_TO_HTTP_STATUS.items()}
 # Let the gateway's idle keep-alive pings (every 30 s) through instead of answering them with GOAWAY.
 SERVER_OPTIONS = (
     ("grpc.keepalive_permit_without_calls", 1),
@@ -433,37 +428,112 @@ class SimCore:
 # -------------------------------------------------------------------------------------------- servicers
 
 
-def _loads_fields(engine: SimEngine, pb2: Any) -> Any:
-    names = {f.name for f in pb2.SchedulerLoad.DESCRIPTOR.fields}
-    return pb2.SchedulerLoad(**{k: v for k, v in engine.loads().items() if k in names})
+class _CommonServicer:
+    """RPCs whose messages have the same field names in the SGLang and vLLM protos; ``Generate`` is shared
+    too, with the runtime's request parsing and response wrapping as hooks."""
 
-
-async def _tokenizer_chunks(core: SimCore) -> AsyncIterator[common_pb2.GetTokenizerChunk]:
-    data, digest = await asyncio.to_thread(tokenizer_bundle, core.tokenizer.dir)
-    for start in range(0, len(data), BUNDLE_CHUNK_BYTES):
-        last = start + BUNDLE_CHUNK_BYTES >= len(data)
-        yield common_pb2.GetTokenizerChunk(
-            data=data[start : start + BUNDLE_CHUNK_BYTES], sha256=digest if last else ""
-        )
-
-
-def _embed_values(core: SimCore, ids: Sequence[int]) -> list[float]:
-    return core.engine.embed(stable_hash_ids(ids))
-
-
-class SglangServicer(sglang_scheduler_pb2_grpc.SglangSchedulerServicer):
-    """``sglang.grpc.scheduler.SglangScheduler`` over a SimCore."""
-
-    pb2 = sglang_scheduler_pb2
+    pb2: Any
 
     def __init__(self, core: SimCore) -> None:
         self.core = core
 
+    def _spec(self, request: Any) -> GenSpec:
+        raise NotImplementedError
+
+    def _wrap(self, spec: GenSpec, **one: Any) -> Any:
+        raise NotImplementedError
+
+    def _complete_ids(self, spec: GenSpec, ch: _Choice, last_delta: list[int]) -> list[int]:
+        return ch.ids
+
     async def Generate(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         core, pb2 = self.core, self.pb2
         core.received.append(request)
+        spec = self._spec(request)
+        last_delta: dict[int, list[int]] = {}
+        async with aclosing(core.generate(spec, context)) as events:
+            async for kind, ch, prompt, completion, cached in events:
+                counts = {"prompt_tokens": prompt, "completion_tokens": completion, "cached_tokens": cached}
+                if kind == "chunk":
+                    last_delta[ch.index] = list(ch.new)
+                    chunk = pb2.GenerateStreamChunk(token_ids=ch.new, index=ch.index, **counts)
+                    if spec.logprobs:
+                        lp = core.logprobs_for(spec, ch.new, len(ch.ids) - len(ch.new))
+                        chunk.output_logprobs.CopyFrom(_output_lp(pb2, lp))
+                    yield self._wrap(spec, chunk=chunk)
+                    continue
+                ids = self._complete_ids(spec, ch, last_delta.get(ch.index, []))
+                done = pb2.GenerateComplete(
+                    output_ids=ids, finish_reason=ch.finish_reason, index=ch.index, **counts
+                )
+                if isinstance(ch.matched, int):
+                    done.matched_token_id = ch.matched
+                elif isinstance(ch.matched, str):
+                    done.matched_stop_str = ch.matched
+                if spec.logprobs:
+                    lp = core.logprobs_for(spec, ids, len(ch.ids) - len(ids))
+                    done.output_logprobs.CopyFrom(_output_lp(pb2, lp))
+                yield self._wrap(spec, complete=done)
+
+    async def Embed(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        ids = list(request.tokenized.input_ids)
+        if not ids:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input_ids must not be empty")
+        emb = self.core.engine.embed(stable_hash_ids(ids))
+        return self.pb2.EmbedResponse(embedding_dim=len(emb), embedding=emb, prompt_tokens=len(ids))
+
+    async def HealthCheck(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        ok = self.core.engine.config.healthy
+        return self.pb2.HealthCheckResponse(healthy=ok, message="ok" if ok else "unhealthy")
+
+    async def GetModelInfo(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        c, t = self.core, self.core.tokenizer
+        return self.pb2.GetModelInfoResponse(
+            model_path=c.model_path,
+            tokenizer_path=t.dir,
+            is_generation=True,
+            served_model_name=c.served_model_name,
+            max_context_length=c.context_length,
+            vocab_size=t.vocab_size,
+            model_type="sim",
+            eos_token_ids=t.eos_token_ids,
+            pad_token_id=t.pad_token_id,
+            bos_token_id=t.bos_token_id,
+            max_req_input_len=c.context_length - 1,
+            architectures=["SimForCausalLM"],
+        )
+
+    def _load(self) -> Any:
+        names = {f.name for f in self.pb2.SchedulerLoad.DESCRIPTOR.fields}
+        return self.pb2.SchedulerLoad(**{k: v for k, v in self.core.engine.loads().items() if k in names})
+
+    def _loads_response(self, **extra: Any) -> Any:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return self.pb2.GetLoadsResponse(timestamp=now, version="sim", dp_rank_count=1, **extra)
+
+    async def GetLoads(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return self._loads_response(loads=[self._load()])
+
+    async def FlushCache(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self.core.engine.flush_cache()
+        return common_pb2.FlushCacheResponse(success=True, message="flushed")
+
+    async def GetTokenizer(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        data, digest = await asyncio.to_thread(tokenizer_bundle, self.core.tokenizer.dir)
+        for start in range(0, len(data), BUNDLE_CHUNK_BYTES):
+            last = start + BUNDLE_CHUNK_BYTES >= len(data)
+            piece = data[start : start + BUNDLE_CHUNK_BYTES]
+            yield common_pb2.GetTokenizerChunk(data=piece, sha256=digest if last else "")
+
+
+class SglangServicer(_CommonServicer, sglang_scheduler_pb2_grpc.SglangSchedulerServicer):
+    """``sglang.grpc.scheduler.SglangScheduler`` over a SimCore (complete messages carry all output ids)."""
+
+    pb2 = sglang_scheduler_pb2
+
+    def _spec(self, request: Any) -> GenSpec:
         sp = request.sampling_params
-        spec = GenSpec(
+        return GenSpec(
             request_id=request.request_id,
             input_ids=list(request.tokenized.input_ids),
             original_text=request.tokenized.original_text,
@@ -478,76 +548,24 @@ class SglangServicer(sglang_scheduler_pb2_grpc.SglangSchedulerServicer):
             logprobs=request.return_logprob,
             top_logprobs=request.top_logprobs_num,
         )
-        async with aclosing(core.generate(spec, context)) as events:
-            async for kind, ch, prompt, completion, cached in events:
-                if kind == "chunk":
-                    chunk = pb2.GenerateStreamChunk(
-                        token_ids=ch.new,
-                        prompt_tokens=prompt,
-                        completion_tokens=completion,
-                        cached_tokens=cached,
-                        index=ch.index,
-                    )
-                    if spec.logprobs:
-                        chunk.output_logprobs.CopyFrom(
-                            _output_lp(pb2, core.logprobs_for(spec, ch.new, len(ch.ids) - len(ch.new)))
-                        )
-                    yield pb2.GenerateResponse(request_id=spec.request_id, chunk=chunk)
-                    continue
-                done = pb2.GenerateComplete(
-                    output_ids=ch.ids,
-                    finish_reason=ch.finish_reason,
-                    prompt_tokens=prompt,
-                    completion_tokens=completion,
-                    cached_tokens=cached,
-                    index=ch.index,
-                )
-                _set_matched(done, ch.matched)
-                if spec.logprobs:
-                    done.output_logprobs.CopyFrom(_output_lp(pb2, core.logprobs_for(spec, ch.ids, 0)))
-                yield pb2.GenerateResponse(request_id=spec.request_id, complete=done)
 
-    async def Embed(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        ids = list(request.tokenized.input_ids)
-        if not ids:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input_ids must not be empty")
-        emb = _embed_values(self.core, ids)
-        return self.pb2.EmbedResponse(embedding_dim=len(emb), embedding=emb, prompt_tokens=len(ids))
-
-    async def HealthCheck(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        ok = self.core.engine.config.healthy
-        return self.pb2.HealthCheckResponse(healthy=ok, message="ok" if ok else "unhealthy")
+    def _wrap(self, spec: GenSpec, **one: Any) -> Any:
+        return self.pb2.GenerateResponse(request_id=spec.request_id, **one)
 
     async def Abort(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self.core.abort([request.request_id])
         return self.pb2.AbortResponse(success=True)
 
-    async def GetModelInfo(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        c, t = self.core, self.core.tokenizer
-        return self.pb2.GetModelInfoResponse(
-            model_path=c.model_path,
-            tokenizer_path=t.dir,
-            is_generation=True,
-            served_model_name=c.served_model_name,
-            max_context_length=c.context_length,
-            vocab_size=t.vocab_size,
-            model_type="sim",
-            eos_token_ids=t.eos_token_ids,
-            pad_token_id=t.pad_token_id,
-            bos_token_id=t.bos_token_id,
-            max_req_input_len=c.context_length - 1,
-            architectures=["SimForCausalLM"],
-        )
-
     async def GetServerInfo(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         c = self.core
         cfg = c.engine.config
+        max_tokens = cfg.cache_blocks * cfg.block_size
         resp = self.pb2.GetServerInfoResponse(
             active_requests=len(c.running),
             uptime_seconds=time.time() - c.started,
             sglang_version="sim",
             server_type="grpc",
-            max_total_num_tokens=cfg.cache_blocks * cfg.block_size,
+            max_total_num_tokens=max_tokens,
         )
         resp.server_args.update(
             {
@@ -561,16 +579,13 @@ class SglangServicer(sglang_scheduler_pb2_grpc.SglangSchedulerServicer):
             }
         )
         resp.scheduler_info.update(
-            {
-                "max_total_num_tokens": cfg.cache_blocks * cfg.block_size,
-                "max_running_requests": cfg.max_running_requests,
-            }
+            {"max_total_num_tokens": max_tokens, "max_running_requests": cfg.max_running_requests}
         )
         resp.start_time.FromSeconds(int(c.started))
         return resp
 
     async def GetLoads(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        load = _loads_fields(self.core.engine, self.pb2)
+        load = self._load()
         agg = self.pb2.AggregateMetrics(
             total_running_reqs=load.num_running_reqs,
             total_waiting_reqs=load.num_waiting_reqs,
@@ -579,41 +594,22 @@ class SglangServicer(sglang_scheduler_pb2_grpc.SglangSchedulerServicer):
             avg_throughput=load.gen_throughput,
             avg_utilization=load.utilization,
         )
-        return self.pb2.GetLoadsResponse(
-            timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            version="sim",
-            dp_rank_count=1,
-            loads=[load],
-            aggregate=agg,
-        )
-
-    async def FlushCache(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        self.core.engine.flush_cache()
-        return common_pb2.FlushCacheResponse(success=True, message="flushed")
-
-    async def GetTokenizer(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        async for chunk in _tokenizer_chunks(self.core):
-            yield chunk
+        return self._loads_response(loads=[load], aggregate=agg)
 
 
-class VllmServicer(vllm_engine_pb2_grpc.VllmEngineServicer):
+class VllmServicer(_CommonServicer, vllm_engine_pb2_grpc.VllmEngineServicer):
     """``vllm.grpc.engine.VllmEngine`` over a SimCore (chunks carry new ids; a streaming complete repeats the
     last delta, a non-streaming complete carries all ids, as the real vLLM servicer does)."""
 
     pb2 = vllm_engine_pb2
 
-    def __init__(self, core: SimCore) -> None:
-        self.core = core
-
-    async def Generate(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        core, pb2 = self.core, self.pb2
-        core.received.append(request)
+    def _spec(self, request: Any) -> GenSpec:
         sp = request.sampling_params
         if request.WhichOneof("input") == "text":
-            ids, text = core.tokenizer.encode(request.text), request.text
+            ids, text = self.core.tokenizer.encode(request.text), request.text
         else:
             ids, text = list(request.tokenized.input_ids), request.tokenized.original_text
-        spec = GenSpec(
+        return GenSpec(
             request_id=request.request_id,
             input_ids=ids,
             original_text=text,
@@ -628,71 +624,16 @@ class VllmServicer(vllm_engine_pb2_grpc.VllmEngineServicer):
             logprobs=sp.HasField("logprobs"),
             top_logprobs=max(sp.logprobs, 0) if sp.HasField("logprobs") else 0,
         )
-        last_delta: dict[int, list[int]] = {}
-        async with aclosing(core.generate(spec, context)) as events:
-            async for kind, ch, prompt, completion, cached in events:
-                if kind == "chunk":
-                    last_delta[ch.index] = list(ch.new)
-                    chunk = pb2.GenerateStreamChunk(
-                        token_ids=ch.new,
-                        prompt_tokens=prompt,
-                        completion_tokens=completion,
-                        cached_tokens=cached,
-                        index=ch.index,
-                    )
-                    if spec.logprobs:
-                        chunk.output_logprobs.CopyFrom(
-                            _output_lp(pb2, core.logprobs_for(spec, ch.new, len(ch.ids) - len(ch.new)))
-                        )
-                    yield pb2.GenerateResponse(chunk=chunk)
-                    continue
-                ids_out = last_delta.get(ch.index, []) if spec.stream else ch.ids
-                done = pb2.GenerateComplete(
-                    output_ids=ids_out,
-                    finish_reason=ch.finish_reason,
-                    prompt_tokens=prompt,
-                    completion_tokens=completion,
-                    cached_tokens=cached,
-                    index=ch.index,
-                )
-                _set_matched(done, ch.matched)
-                if spec.logprobs:
-                    done.output_logprobs.CopyFrom(
-                        _output_lp(pb2, core.logprobs_for(spec, ids_out, len(ch.ids) - len(ids_out)))
-                    )
-                yield pb2.GenerateResponse(complete=done)
 
-    async def Embed(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        ids = list(request.tokenized.input_ids)
-        if not ids:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input_ids must not be empty")
-        emb = _embed_values(self.core, ids)
-        return self.pb2.EmbedResponse(embedding=emb, prompt_tokens=len(ids), embedding_dim=len(emb))
+    def _wrap(self, spec: GenSpec, **one: Any) -> Any:
+        return self.pb2.GenerateResponse(**one)
 
-    async def HealthCheck(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        ok = self.core.engine.config.healthy
-        return self.pb2.HealthCheckResponse(healthy=ok, message="ok" if ok else "unhealthy")
+    def _complete_ids(self, spec: GenSpec, ch: _Choice, last_delta: list[int]) -> list[int]:
+        return last_delta if spec.stream else ch.ids
 
     async def Abort(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self.core.abort(list(request.request_ids))
         return self.pb2.AbortResponse()
-
-    async def GetModelInfo(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        c, t = self.core, self.core.tokenizer
-        return self.pb2.GetModelInfoResponse(
-            model_path=c.model_path,
-            is_generation=True,
-            max_context_length=c.context_length,
-            vocab_size=t.vocab_size,
-            served_model_name=c.served_model_name,
-            tokenizer_path=t.dir,
-            model_type="sim",
-            architectures=["SimForCausalLM"],
-            eos_token_ids=t.eos_token_ids,
-            pad_token_id=t.pad_token_id,
-            bos_token_id=t.bos_token_id,
-            max_req_input_len=c.context_length - 1,
-        )
 
     async def GetServerInfo(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         c = self.core
@@ -706,22 +647,6 @@ class VllmServicer(vllm_engine_pb2_grpc.VllmEngineServicer):
             kv_cache_dtype="auto",
         )
 
-    async def GetLoads(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return self.pb2.GetLoadsResponse(
-            timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            version="sim",
-            dp_rank_count=1,
-            loads=[_loads_fields(self.core.engine, self.pb2)],
-        )
-
-    async def FlushCache(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        self.core.engine.flush_cache()
-        return common_pb2.FlushCacheResponse(success=True, message="flushed")
-
-    async def GetTokenizer(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        async for chunk in _tokenizer_chunks(self.core):
-            yield chunk
-
 
 def _output_lp(pb2: Any, values: dict[str, Any]) -> Any:
     return pb2.OutputLogProbs(
@@ -731,13 +656,6 @@ def _output_lp(pb2: Any, values: dict[str, Any]) -> Any:
             pb2.TopLogProbs(values=t["values"], token_ids=t["token_ids"]) for t in values["top_logprobs"]
         ],
     )
-
-
-def _set_matched(done: Any, matched: int | str | None) -> None:
-    if isinstance(matched, int):
-        done.matched_token_id = matched
-    elif isinstance(matched, str):
-        done.matched_stop_str = matched
 
 
 # ----------------------------------------------------------------------------------------------- worker

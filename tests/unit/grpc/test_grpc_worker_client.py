@@ -350,3 +350,51 @@ async def test_deadline_is_504(client: GrpcWorkerClient, qwen: Tokenizer) -> Non
     with pytest.raises(GrpcCallError) as info:
         await asyncio.wait_for(run(), GUARD_S)
     assert info.value.http_status == 504 and info.value.grpc_code == "DEADLINE_EXCEEDED"
+
+
+async def test_metadata_reaches_the_worker(client: GrpcWorkerClient, qwen: Tokenizer) -> None:
+    params = GenerateParams("req-meta", _ids(qwen, "hi"))
+    events: list[GenerateEvent] = []
+
+    async def run() -> None:
+        async for ev in client.generate(params, metadata=[("x-sim-output", "from metadata")]):
+            events.append(ev)
+
+    await asyncio.wait_for(run(), GUARD_S)
+    _, done = _by_index(events)
+    assert qwen.decode(done[0].output_ids) == "from metadata"
+
+
+async def test_injected_engine_fault_maps_back_to_http(
+    worker: SimGrpcWorker, client: GrpcWorkerClient, qwen: Tokenizer
+) -> None:
+    worker.engine.update(error_rate=1.0, error_status=429)
+    with pytest.raises(GrpcCallError) as info:
+        await _collect(client, GenerateParams("req-fault", _ids(qwen, "hi")))
+    assert info.value.http_status == 429 and info.value.grpc_code == "RESOURCE_EXHAUSTED"
+
+
+async def test_unreachable_worker() -> None:
+    async with GrpcWorkerClient("grpc://127.0.0.1:1", detect_timeout=2.0) as c:
+        assert await c.health(timeout=2.0) is False
+        with pytest.raises(GrpcCallError) as info:
+            await c.detect()
+        assert info.value.http_status in (503, 504)
+
+
+def test_status_table_and_hints() -> None:
+    from herder.routing.grpc import http_status_for
+    from herder.routing.grpc.client import normalize_runtime_hint
+
+    expected = {
+        grpc.StatusCode.INVALID_ARGUMENT: 400,
+        grpc.StatusCode.NOT_FOUND: 404,
+        grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+        grpc.StatusCode.UNAVAILABLE: 503,
+        grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+        grpc.StatusCode.CANCELLED: 499,
+    }
+    for code in grpc.StatusCode:
+        assert http_status_for(code) == expected.get(code, 500)
+    assert normalize_runtime_hint("TRT-LLM") == "trtllm"
+    assert normalize_runtime_hint("openai") is None and normalize_runtime_hint(None) is None

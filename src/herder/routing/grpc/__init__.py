@@ -8,6 +8,7 @@ from herder.routing.grpc.client import (
     GrpcWorkerClient,
     grpc_target,
     http_status_for,
+    normalize_runtime_hint,
 )
 from herder.routing.grpc.runtimes import (
     RUNTIME_ORDER,
@@ -41,4 +42,5 @@ __all__ = [
     "build_generate_request",
     "grpc_target",
     "http_status_for",
+    "normalize_runtime_hint",
 ]

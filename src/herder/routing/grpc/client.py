@@ -103,6 +103,23 @@ def grpc_target(url: str) -> str:
     return target
 
 
+_HINT_ALIASES = {
+    "trt-llm": "trtllm",
+    "tensorrt-llm": "trtllm",
+    "tensorrt_llm": "trtllm",
+    "token-speed": "tokenspeed",
+}
+
+
+def normalize_runtime_hint(hint: str | None) -> str | None:
+    """A ``--backend`` value as a gRPC runtime name; None for hints that name no gRPC runtime (``openai``,
+    ``anthropic``...), which then leave detection to the default order."""
+    if not hint:
+        return None
+    name = _HINT_ALIASES.get(hint.lower(), hint.lower())
+    return name if name in RUNTIMES else None
+
+
 class GrpcWorkerClient:
     """Client for one gRPC worker. Safe to share across concurrent requests (one multiplexed channel)."""
 
@@ -114,11 +131,9 @@ class GrpcWorkerClient:
         detect_timeout: float = DETECT_TIMEOUT_S,
         channel_options: Sequence[tuple[str, Any]] = CHANNEL_OPTIONS,
     ) -> None:
-        if runtime_hint is not None and runtime_hint not in RUNTIMES:
-            raise ValueError(f"unknown gRPC runtime {runtime_hint!r}; expected one of {sorted(RUNTIMES)}")
         self.url = url
         self.target = grpc_target(url)
-        self.runtime_hint = runtime_hint
+        self.runtime_hint = normalize_runtime_hint(runtime_hint)
         self.runtime: str | None = None
         self._detect_timeout = detect_timeout
         self._options = list(channel_options)
@@ -322,17 +337,24 @@ class GrpcWorkerClient:
         return (await self._spec()).build_request(params)
 
     async def generate(
-        self, params: GenerateParams, *, timeout: float | None = None
+        self,
+        params: GenerateParams,
+        *,
+        timeout: float | None = None,
+        metadata: Sequence[tuple[str, str]] | None = None,
     ) -> AsyncIterator[GenerateEvent]:
         """Run Generate and yield neutral events (``Chunk`` / ``Complete``), multiplexed by ``index``.
 
         In streaming mode the chunks of an index carry each output id exactly once; ``Complete.output_ids``
         is always the full output of its index. If the consumer stops early (break, cancellation,
         aclose) before every index completed, the call is cancelled and ``Abort`` is sent to the worker.
+        ``metadata`` goes out as gRPC metadata (trace context; the simulator's ``x-sim-*`` knobs).
         """
         spec = await self._spec()
         request = spec.build_request(params)
-        call = self._stub(spec.name).Generate(request, timeout=timeout)
+        call = self._stub(spec.name).Generate(
+            request, timeout=timeout, metadata=tuple(metadata) if metadata else None
+        )
         assembler = GenerateAssembler(spec.parse, params.stream)
         ended = False
         try:
