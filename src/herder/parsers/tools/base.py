@@ -199,15 +199,21 @@ def normalize_tools(tools: list[dict] | None) -> dict[str, dict]:
 
 def held_suffix_len(text: str, markers: tuple[str, ...] | list[str], start: int = 0) -> int:
     """Length of the longest suffix of ``text[start:]`` that is a proper prefix of one of ``markers``."""
-    best = 0
     n = len(text)
+    longest = max(map(len, markers), default=1)
+    lo = max(start, n - longest + 1)
+    tail = text[lo:]
+    best = 0
     for m in markers:
-        k = min(len(m) - 1, n - start)
-        while k > best:
-            if text.endswith(m[:k]):
-                best = k
+        first = m[0]
+        if first not in tail:
+            continue
+        j = text.find(first, max(lo, n - len(m) + 1))
+        while j >= 0 and n - j > best:
+            if m.startswith(text[j:]):
+                best = n - j
                 break
-            k -= 1
+            j = text.find(first, j + 1)
     return best
 
 
@@ -221,8 +227,13 @@ def expect_at(buf: str, pos: int, lit: str, final: bool) -> int:
     return -1
 
 
+_NEEDS_ESCAPE = re.compile(r'[\\"\x00-\x1f]')
+
+
 def json_fragment(s: str) -> str:
     """``s`` JSON-escaped without the surrounding quotes (safe to stream inside a JSON string)."""
+    if _NEEDS_ESCAPE.search(s) is None:
+        return s
     return json.dumps(s, ensure_ascii=False)[1:-1]
 
 
@@ -338,6 +349,7 @@ class RawJsonArgs:
 
 
 _MARKER_RES: dict[tuple[str, ...], re.Pattern[str]] = {}
+_FIRST_CHARS: dict[tuple[str, ...], str] = {}
 
 
 @dataclass(slots=True)
@@ -349,6 +361,7 @@ class _StreamState:
     call_open: bool = False
     call_valid: bool = False
     call_has_args: bool = False
+    out: ScanOutput = field(default_factory=ScanOutput)
 
 
 class ToolParser(ABC):
@@ -414,12 +427,24 @@ class ToolParser(ABC):
     # ----- engine ---------------------------------------------------------------------------------
     def _run(self, st: _StreamState, chunk: str, final: bool) -> ToolStreamDelta:
         buf = st.buf
+        sc = st.scanner
+        if sc is None and not buf and not final:
+            # Fast path: plain text that cannot contain (the start of) a start marker.
+            firsts = _FIRST_CHARS.get(self.start_markers)
+            if firsts is None:
+                firsts = _FIRST_CHARS[self.start_markers] = "".join({m[0] for m in self.start_markers})
+            for c in firsts:
+                if c in chunk:
+                    break
+            else:
+                return ToolStreamDelta(chunk, [])
         st.buf = ""
         buf += chunk  # buf is the only reference: CPython appends in place
         normal: list[str] = []
         calls: list[ToolCallDelta] = []
+        out = st.out
+        events = out.events
         while True:
-            sc = st.scanner
             if sc is None:
                 hit = self.find_start(buf) if buf else None
                 if hit is None:
@@ -434,43 +459,55 @@ class ToolParser(ABC):
                     buf = buf[at:]
                 sc = st.scanner = self.new_scanner(marker)
                 st.section_named = False
-            out = ScanOutput()
+            events.clear()
+            out.status = PENDING
             sc.scan(buf, final, out)
-            for kind, val in out.events:
-                if kind == _TEXT:
-                    normal.append(val)
-                elif kind == _NAME:
-                    if st.call_open:
-                        self._end_call(st, calls)
-                    st.section_named = True
-                    st.call_open = True
-                    st.call_has_args = False
-                    st.call_valid = self.is_known_tool(val)
-                    if st.call_valid:
-                        _add(calls, st.index, val, "")
-                elif kind == _ARGS:
-                    if st.call_valid:
-                        _add(calls, st.index, None, val)
-                        st.call_has_args = True
-                elif st.call_open:
-                    self._end_call(st, calls)
+            if events:
+                self._apply(st, events, normal, calls)
             status = out.status
-            if status == PENDING and final:
+            if status == PENDING:
+                if not final:
+                    break
                 # Defensive: a scanner must finish at the end; drop what it did not claim.
                 status = DONE if st.section_named else REJECTED
                 out.end = len(buf)
-            if status == PENDING:
-                break
             if st.call_open:
                 self._end_call(st, calls)
-            st.scanner = None
+            sc = st.scanner = None
             if status == REJECTED and not st.section_named:
                 normal.append(buf[: out.end])
             buf = buf[out.end :]
             if not buf:
                 break
         st.buf = buf
-        return ToolStreamDelta("".join(normal), calls)
+        if not normal:
+            return ToolStreamDelta("", calls)
+        return ToolStreamDelta(normal[0] if len(normal) == 1 else "".join(normal), calls)
+
+    def _apply(
+        self, st: _StreamState, events: list[tuple[int, str]], normal: list[str], calls: list[ToolCallDelta]
+    ) -> None:
+        for kind, val in events:
+            if kind == _ARGS:
+                if st.call_valid:
+                    st.call_has_args = True
+                    if calls and calls[-1].index == st.index:
+                        calls[-1].arguments_delta += val
+                    else:
+                        calls.append(ToolCallDelta(st.index, None, val))
+            elif kind == _TEXT:
+                normal.append(val)
+            elif kind == _NAME:
+                if st.call_open:
+                    self._end_call(st, calls)
+                st.section_named = True
+                st.call_open = True
+                st.call_has_args = False
+                st.call_valid = self.is_known_tool(val)
+                if st.call_valid:
+                    _add(calls, st.index, val, "")
+            elif st.call_open:
+                self._end_call(st, calls)
 
     @staticmethod
     def _end_call(st: _StreamState, calls: list[ToolCallDelta]) -> None:

@@ -73,12 +73,19 @@ class JsonCallObject:
     def step(self, buf: str, final: bool, out: ScanOutput) -> int:
         js = self._js
         js.feed(buf, final)
+        if self._sent and self._nmem == len(js.members) and not js.done and not js.error and not final:
+            if self._args_vs >= 0:  # fast path: streaming the arguments object
+                self._emit_args(buf, out)
+                return PENDING
+            if js.member_start < 0:
+                return PENDING
         spec = self.spec
         if js.value_start >= 0 and buf[js.value_start] != "{":
             return REJECTED
         if not self._first and js.root_key is not None:
             self._first = True
-            if not spec.first_ok(js.root_key):
+            first = js.members[0][0] if js.members else js.root_key  # one big feed may pass several keys
+            if not spec.first_ok(first):
                 return REJECTED
         members = js.members
         while self._nmem < len(members):
@@ -180,7 +187,28 @@ class JsonCallsScanner(SectionScanner):
         else:
             out.reject(self._skip or 1)
 
+    def _obj_step(self, buf: str, final: bool, out: ScanOutput) -> bool:
+        """Advance the current call object; True when it is complete and scanning goes on."""
+        obj = self._obj
+        assert obj is not None
+        st = obj.step(buf, final, out)
+        if st == PENDING:
+            return False
+        if st == REJECTED:
+            self._give_up(self._pos, out)
+            return False
+        self._named = True
+        out.end_call()
+        if st != DONE:
+            out.finish(obj.end)
+            return False
+        self._pos = obj.end
+        self._phase = 2
+        return True
+
     def scan(self, buf: str, final: bool, out: ScanOutput) -> None:
+        if self._phase == 1 and not self._obj_step(buf, final, out):
+            return
         n = len(buf)
         while True:
             if self._phase == 0:
@@ -200,22 +228,8 @@ class JsonCallsScanner(SectionScanner):
                 self._obj = JsonCallObject(p, self.spec)
                 self._pos = p
                 self._phase = 1
-            if self._phase == 1:
-                obj = self._obj
-                assert obj is not None
-                st = obj.step(buf, final, out)
-                if st == PENDING:
+                if not self._obj_step(buf, final, out):
                     return
-                if st == REJECTED:
-                    self._give_up(self._pos, out)
-                    return
-                self._named = True
-                out.end_call()
-                if st != DONE:
-                    out.finish(obj.end)
-                    return
-                self._pos = obj.end
-                self._phase = 2
             if self._phase == 2:
                 p = _WS.match(buf, self._pos).end()  # type: ignore[union-attr]
                 if p >= n:

@@ -152,7 +152,7 @@ class JsonScanner:
         stack = self._stack
         while i < n:
             if self._in_string:
-                j = _match_end(_STR_BODY, text, i)
+                j = _STR_BODY.match(text, i).end()  # type: ignore[union-attr]
                 if j < n and text[j] == '"':
                     self._in_string = False
                     i = j + 1
@@ -176,7 +176,7 @@ class JsonScanner:
                         return
                 i = j
                 break
-            i = _match_end(_WS, text, i)
+            i = _WS.match(text, i).end()  # type: ignore[union-attr]
             if i >= n:
                 break
             c = text[i]
