@@ -57,8 +57,8 @@ How the engine streams (identical for one-shot and streaming, so results never d
 
 Helpers for family scanners: ``RawJsonArgs`` (stream a raw JSON object value), ``held_suffix_len``
 (hold back a partial end marker), ``json_fragment`` (JSON-escape a piece of string content),
-``aggregate_deltas(deltas)`` (fold streamed deltas into a ``ToolParseResult``; used by ``parse`` and
-handy in tests), ``coerce_param`` (schema-driven coercion of a textual parameter value; ``is_string_schema`` tells
+``aggregate_deltas(deltas)`` (fold streamed deltas into a ``ToolParseResult``; used by ``parse``),
+``stream_chunks(parser, chunks)`` (feed + finish + fold; handy in tests), ``coerce_param`` (schema-driven coercion of a textual parameter value; ``is_string_schema`` tells
 whether a value will stay a string and so can be streamed), ``expect_at(buf, pos, lit, final)``
 (1 = ``lit`` is at ``pos``, 0 = undecided yet (partial at the end), -1 = something else).
 """
@@ -68,6 +68,7 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -89,6 +90,7 @@ __all__ = [
     "is_string_schema",
     "json_fragment",
     "normalize_tools",
+    "stream_chunks",
 ]
 
 
@@ -518,6 +520,13 @@ class ToolParser(ABC):
         st.call_open = False
         st.call_valid = False
         st.call_has_args = False
+
+
+def stream_chunks(parser: ToolParser, chunks: Iterable[str]) -> ToolParseResult:
+    """Feed ``chunks`` then ``finish`` and fold the deltas (the parser is reset afterwards)."""
+    deltas = [parser.feed(c) for c in chunks]
+    deltas.append(parser.finish())
+    return aggregate_deltas(deltas)
 
 
 def aggregate_deltas(deltas: list[ToolStreamDelta]) -> ToolParseResult:
