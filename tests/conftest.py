@@ -22,9 +22,10 @@ async def make_gateway() -> AsyncIterator[GatewayFactory]:
     async def factory(**overrides: Any) -> Gateway:
         defaults: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "prometheus_port": 0,
                                     "worker_startup_timeout_secs": 10.0, "worker_startup_check_interval": 0.1}
+        metrics_port = overrides.pop("metrics_port", None)
         defaults.update(overrides)
         gw = Gateway(GatewayConfig(**defaults))
-        await gw.start()
+        await gw.start(metrics_port=metrics_port)
         started.append(gw)
         return gw
 

@@ -31,7 +31,7 @@ def _launch_parser() -> argparse.ArgumentParser:
 
 def _setup_logging(cfg: GatewayConfig) -> None:
     try:
-        from herder.observability.logging import setup_logging  # noqa: PLC0415
+        from herder.observability.logging import setup_logging
     except ImportError:
         logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return
@@ -40,7 +40,7 @@ def _setup_logging(cfg: GatewayConfig) -> None:
 
 async def serve(cfg: GatewayConfig) -> int:
     """Run one gateway process until SIGINT/SIGTERM; drain in-flight requests for the grace period."""
-    from herder.server.app import Gateway  # noqa: PLC0415
+    from herder.server.app import Gateway
 
     gateway = Gateway(cfg)
     stop = asyncio.Event()
@@ -65,7 +65,7 @@ def launch(argv: Sequence[str]) -> int:
         print(f"herder: error: {exc}", file=sys.stderr)
         return 2
     _setup_logging(cfg)
-    import uvloop  # noqa: PLC0415
+    import uvloop
 
     return uvloop.run(serve(cfg))
 
@@ -91,13 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "launch":
         return launch(rest)
     if command == "sim":
-        from herder.sim.cli import main as sim_main  # noqa: PLC0415
+        from herder.sim.cli import main as sim_main
 
         return sim_main(rest)
     if command == "bench":
-        from herder.loadgen.cli import main as bench_main  # noqa: PLC0415
+        from herder.loadgen.cli import main as bench_main
 
         return bench_main(rest)
-    from herder.demo import main as demo_main  # noqa: PLC0415
+    from herder.demo import main as demo_main
 
     return demo_main(rest)

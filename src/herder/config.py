@@ -223,9 +223,9 @@ def _validate(opt: Option, key: str, value: Any) -> None:
         return
     if opt.choices and value not in opt.choices:
         raise ConfigError(f"'{key}': {value!r} is not one of {', '.join(opt.choices)}")
-    if opt.minimum is not None and isinstance(value, int | float) and not isinstance(value, bool):
-        if value < opt.minimum:
-            raise ConfigError(f"'{key}': must be >= {opt.minimum:g}, got {value}")
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if opt.minimum is not None and numeric and value < opt.minimum:
+        raise ConfigError(f"'{key}': must be >= {opt.minimum:g}, got {value}")
 
 
 def load_yaml(path: str) -> dict[str, Any]:

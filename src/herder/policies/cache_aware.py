@@ -53,12 +53,13 @@ class CacheAwarePolicy(Policy):
         match = index.match(seq)
 
         chosen = best
-        imbalanced = (max_load - min_load) > cfg.balance_abs_threshold and max_load > min_load * cfg.balance_rel_threshold
-        if not imbalanced and match.tenants and len(seq):
-            if match.matched_blocks * index.block / len(seq) > cfg.cache_threshold:
-                owner = _freshest_available(match.tenants, workers)
-                if owner is not None:
-                    chosen = owner
+        imbalanced = (max_load - min_load) > cfg.balance_abs_threshold and (
+            max_load > min_load * cfg.balance_rel_threshold)
+        if (not imbalanced and match.tenants and len(seq)
+                and match.matched_blocks * index.block / len(seq) > cfg.cache_threshold):
+            owner = _freshest_available(match.tenants, workers)
+            if owner is not None:
+                chosen = owner
         index.insert(match.hashes, chosen.id)
         return chosen
 

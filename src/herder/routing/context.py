@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 from herder.workers.worker import Worker
@@ -58,11 +60,11 @@ def routing_text(endpoint: str, body: dict[str, Any]) -> str:
             return " ".join(p for p in prompt if isinstance(p, str))
         return ""
     if endpoint == "generate":
-        text = body.get("text")
-        if isinstance(text, str):
-            return text
-        if isinstance(text, list) and text and isinstance(text[0], str):
-            return text[0]
+        gen_text = body.get("text")
+        if isinstance(gen_text, str):
+            return gen_text
+        if isinstance(gen_text, list) and gen_text and isinstance(gen_text[0], str):
+            return str(gen_text[0])
         return ""
     if endpoint == "responses":
         value = body.get("input")
@@ -73,11 +75,25 @@ def routing_text(endpoint: str, body: dict[str, Any]) -> str:
     return ""
 
 
+# A content-bearing event: chat delta content / reasoning, completion or generate text, non-empty.
+_CONTENT = re.compile(rb'"(?:content|text|reasoning_content)"\s*:\s*"[^"]')
+
+
+class StreamMeter:
+    """TTFT bookkeeping for one stream: when the first content event passed, and how many events did."""
+
+    __slots__ = ("events", "first_token_at")
+
+    def __init__(self) -> None:
+        self.first_token_at = 0.0
+        self.events = 0
+
+
 class RequestContext:
     """One inference request as routing sees it."""
 
-    __slots__ = ("_request_line", "_text", "body", "endpoint", "forward", "headers", "model", "parsed",
-                 "path", "request_id", "started_at", "stream", "target_worker", "usage_tail")
+    __slots__ = ("_request_line", "_text", "body", "endpoint", "error_code", "forward", "headers", "meter_state",
+                 "model", "parsed", "path", "request_id", "started_at", "stream", "target_worker", "usage_tail")
 
     def __init__(self, *, path: str, endpoint: str, body: bytes, parsed: dict[str, Any], model: str | None,
                  stream: bool, request_id: bytes, headers: Headers, started_at: float) -> None:
@@ -92,6 +108,8 @@ class RequestContext:
         self.started_at = started_at
         self._text: str | None = None
         self.usage_tail = b""
+        self.meter_state: StreamMeter | None = StreamMeter() if stream else None
+        self.error_code: str | None = None
         target = None
         for name, value in headers:
             if name == b"x-smg-target-worker":
@@ -125,6 +143,12 @@ class RequestContext:
         return b"".join(parts)
 
     def meter(self, data: bytes) -> None:
-        """Keep the tail of a stream that mentions usage; parsed once after the stream ends (never per event)."""
+        """Per relayed stream read: note the first content event (TTFT), count events, and keep the read that
+        carries usage (parsed once after the stream ends, never per event)."""
+        st = self.meter_state
+        if st is not None:
+            if not st.first_token_at and _CONTENT.search(data) is not None:
+                st.first_token_at = time.monotonic()
+            st.events += data.count(b"data:")
         if b'"usage"' in data:
             self.usage_tail = data

@@ -36,7 +36,7 @@ _DROP_RESPONSE_HEADERS = frozenset({
 class RelayHooks:
     """Observability hooks a caller may set (metrics). Defaults do nothing."""
 
-    __slots__ = ("on_attempt_failed", "on_first_chunk", "on_outcome", "on_retry", "on_selected")
+    __slots__ = ("on_attempt_failed", "on_exhausted", "on_first_chunk", "on_outcome", "on_retry", "on_selected")
 
     def __init__(self) -> None:
         self.on_selected: Callable[[RequestContext, Worker], None] | None = None
@@ -44,6 +44,7 @@ class RelayHooks:
         self.on_retry: Callable[[RequestContext, Worker, int, float], None] | None = None
         self.on_first_chunk: Callable[[RequestContext], None] | None = None
         self.on_attempt_failed: Callable[[RequestContext, Worker, str], None] | None = None
+        self.on_exhausted: Callable[[RequestContext, Worker], None] | None = None
 
 
 class HttpRouter:
@@ -57,6 +58,13 @@ class HttpRouter:
         self.request_timeout = request_timeout
         self.stall_timeout = stall_timeout
         self.hooks = hooks or RelayHooks()
+        self.on_breaker: Callable[[Worker, bool], None] | None = None
+
+    def _record(self, worker: Worker, success: bool) -> None:
+        """One outcome for the worker's breaker (and the outcome metric)."""
+        worker.breaker.record(success)
+        if self.on_breaker is not None:
+            self.on_breaker(worker, success)
 
     def select(self, ctx: RequestContext, avoid: Worker | None) -> Worker | None:
         candidates = self.registry.available(ctx.model)
@@ -96,7 +104,7 @@ class HttpRouter:
                 try:
                     ex = await worker.pool.request(data, self.request_timeout or None)
                 except UpstreamError as exc:
-                    worker.breaker.record(False)
+                    self._record(worker, False)
                     status = 504 if exc.timeout else 502
                     code = errors.UPSTREAM_TIMEOUT if exc.timeout else errors.UPSTREAM_CONNECTION_FAILED
                     last_error = HttpError(status, code, f"Upstream worker {worker.url} failed: {exc}")
@@ -108,10 +116,12 @@ class HttpRouter:
                         released = True
                         await self._backoff(ctx, worker, attempt, None)
                         continue
+                    if attempts > 1 and self.hooks.on_exhausted is not None:
+                        self.hooks.on_exhausted(ctx, worker)
                     raise last_error from exc
                 status = ex.status
                 if status in RETRYABLE_STATUSES and attempt + 1 < attempts and not reply.closed:
-                    worker.breaker.record(False)
+                    self._record(worker, False)
                     if self.hooks.on_outcome is not None:
                         self.hooks.on_outcome(ctx, worker, status, None)
                     retry_after = ex.header(b"retry-after") if status in (429, 503) else None
@@ -121,6 +131,8 @@ class HttpRouter:
                     released = True
                     await self._backoff(ctx, worker, attempt, retry_after)
                     continue
+                if attempts > 1 and status in RETRYABLE_STATUSES and self.hooks.on_exhausted is not None:
+                    self.hooks.on_exhausted(ctx, worker)
                 await self._relay(ctx, worker, ex, reply)
                 return
             finally:
@@ -149,16 +161,18 @@ class HttpRouter:
                 watch.cancel()
                 if watch.client_left:
                     return
-                worker.breaker.record(False)
+                self._record(worker, False)
                 timed_out = watch.reason is not None
                 raise HttpError(504 if timed_out else 502,
                                 errors.UPSTREAM_TIMEOUT if timed_out else errors.UPSTREAM_CONNECTION_FAILED,
                                 f"Upstream worker {worker.url} failed mid-response: {watch.reason or exc}") from exc
             watch.cancel()
-            worker.breaker.record(status not in RETRYABLE_STATUSES)
+            self._record(worker, status not in RETRYABLE_STATUSES)
             if self.hooks.on_outcome is not None:
                 self.hooks.on_outcome(ctx, worker, status, None)
-            reply.send(status, ex.body(), headers, content_type)
+            body = ex.body()
+            ctx.usage_tail = body
+            reply.send(status, body, headers, content_type)
             return
 
         reply.start_stream(status, headers, content_type)
@@ -185,20 +199,22 @@ class HttpRouter:
             watch.cancel()
             reply.on_pause = reply.on_resume = None
         if watch.client_left:
-            worker.breaker.record(True)
+            ctx.error_code = "client_disconnected"
+            self._record(worker, True)
             if self.hooks.on_outcome is not None:
                 self.hooks.on_outcome(ctx, worker, 499, "client_disconnected")
             return
         if error is not None:
             # The stream died mid-way: that is a failure, not a success, and the client is told in-band.
-            worker.breaker.record(False)
+            self._record(worker, False)
             code = errors.UPSTREAM_TIMEOUT if watch.reason else errors.UPSTREAM_STREAM_ERROR
+            ctx.error_code = code
             if self.hooks.on_outcome is not None:
                 self.hooks.on_outcome(ctx, worker, 504 if watch.reason else 502, code)
             reply.end_stream(errors.sse_error_event(f"Upstream stream failed: {error}", code,
                                                     504 if watch.reason else 502))
             return
-        worker.breaker.record(status not in RETRYABLE_STATUSES)
+        self._record(worker, status not in RETRYABLE_STATUSES)
         if self.hooks.on_outcome is not None:
             self.hooks.on_outcome(ctx, worker, status, None)
         reply.end_stream()

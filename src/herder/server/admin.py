@@ -155,7 +155,7 @@ class AdminRoutes:
         worker = self.gw.registry.get(worker_id)
         if worker is None:
             # Accept a URL-encoded worker URL too.
-            from urllib.parse import unquote  # noqa: PLC0415
+            from urllib.parse import unquote
 
             worker = self.gw.registry.find_by_url(unquote(worker_id))
         if worker is None:
@@ -165,7 +165,7 @@ class AdminRoutes:
     async def list_workers(self, request: Request, reply: Reply) -> None:
         model = None
         if request.query:
-            from urllib.parse import parse_qs  # noqa: PLC0415
+            from urllib.parse import parse_qs
 
             model = parse_qs(request.query.decode("latin-1")).get("model", [None])[0]
         workers = [w for w in self.gw.registry.workers.values() if model is None or w.serves(model)]
@@ -262,7 +262,7 @@ class AdminRoutes:
 
     # -- parsers ----------------------------------------------------------------------------------------------
     async def parse_tool(self, request: Request, reply: Reply) -> None:
-        from herder.parsers.endpoints import parse_tool_request  # noqa: PLC0415 - parsers load lazily
+        from herder.parsers.endpoints import parse_tool_request
 
         body = _body(request)
         status, data = parse_tool_request(body) if isinstance(body, dict) else (
@@ -270,7 +270,7 @@ class AdminRoutes:
         _json(reply, status, data)
 
     async def parse_reasoning(self, request: Request, reply: Reply) -> None:
-        from herder.parsers.endpoints import parse_reasoning_request  # noqa: PLC0415
+        from herder.parsers.endpoints import parse_reasoning_request
 
         body = _body(request)
         status, data = parse_reasoning_request(body) if isinstance(body, dict) else (

@@ -15,6 +15,8 @@ import os
 from collections.abc import Awaitable, Callable
 
 from herder.config import GatewayConfig
+from herder.observability.metrics import Metrics
+from herder.observability.metrics_server import start_metrics_server
 from herder.policies import PolicyRegistry, make_policy_factory
 from herder.policies.cache_aware import CacheAwareConfig
 from herder.routing.http import HttpRouter
@@ -22,7 +24,8 @@ from herder.routing.retry import RetryConfig
 from herder.server import errors
 from herder.server.errors import HttpError
 from herder.server.http import HttpServer, Reply, Request
-from herder.server.inference import INFERENCE_ROUTES, build_context
+from herder.server.inference import INFERENCE_ROUTES, InferenceRoute, build_context
+from herder.server.telemetry import RefreshingSource, Telemetry
 from herder.workers.breaker import BreakerConfig
 from herder.workers.manager import ManagerConfig, WorkerManager
 from herder.workers.registry import WorkerRegistry
@@ -47,7 +50,7 @@ def _valid_request_id(value: bytes) -> bool:
 class Gateway:
     """One gateway process."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, metrics: Metrics | None = None) -> None:
         self.config = config
         self.registry = WorkerRegistry()
         health = HealthConfig(
@@ -97,20 +100,31 @@ class Gateway:
         admin_key = config.admin_api_key or config.api_key
         self._admin_key = admin_key.encode() if admin_key else None
         self._maintenance: asyncio.Task[None] | None = None
-        from herder.server.admin import AdminRoutes  # noqa: PLC0415 - avoids an import cycle
+        from herder.server.admin import AdminRoutes
 
         self.admin = AdminRoutes(self)
         self.routes: dict[str, dict[bytes, tuple[Route, bool]]] = self.admin.table()
         self.draining = False
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.telemetry = Telemetry(self.metrics, self)
+        self._metrics_server: asyncio.AbstractServer | None = None
+        self.metrics_port = 0
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     async def start(self, *, host: str | None = None, port: int | None = None, reuse_port: bool = False,
-                    wait_for_workers: bool = True) -> None:
+                    wait_for_workers: bool = True, metrics_port: int | None = None) -> None:
+        """Listen, register the configured workers, start health checks and the metrics listener
+        (`--prometheus-port`; 0 disables it unless `metrics_port=0` asks for a free port, as tests do)."""
         cfg = self.config
         if self._admin_key is None:
             log.warning("admin routes (/workers, /flush_cache, ...) are open: set --admin-api-key or --api-key")
         await self.server.start(host if host is not None else cfg.host, port if port is not None else cfg.port,
                                 reuse_port=reuse_port)
+        if cfg.prometheus_port > 0 or metrics_port == 0:
+            server = await start_metrics_server(RefreshingSource(self.telemetry), cfg.prometheus_host,
+                                                cfg.prometheus_port if metrics_port is None else metrics_port)
+            self._metrics_server = server
+            self.metrics_port = server.sockets[0].getsockname()[1]
         jobs = [self.manager.register(WorkerSpec.from_json({"url": url}), wait=wait_for_workers)
                 for url in cfg.worker_urls]
         if jobs:
@@ -127,6 +141,8 @@ class Gateway:
     async def stop(self, grace: float = 0.0) -> None:
         self.draining = True
         await self.server.stop(grace)
+        if self._metrics_server is not None:
+            self._metrics_server.close()
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -147,22 +163,39 @@ class Gateway:
 
     async def handle(self, request: Request, reply: Reply) -> None:
         path = request.path
+        tel = self.telemetry
+        token = tel.http_begin(request.method, path)
+        error_code = ""
         inference = INFERENCE_ROUTES.get(path)
         if inference is not None:
-            request_id = self._request_id(request, inference.id_prefix)
-            reply.extra_headers.append((b"x-request-id", request_id))
-            if request.method != b"POST":
-                return self._error(reply, HttpError(405, errors.METHOD_NOT_ALLOWED,
-                                                    f"Method {request.method.decode()} not allowed on {path}"))
-            if self._api_key is not None and not self._authorized(request, self._api_key):
-                return self._error(reply, HttpError(401, errors.UNAUTHORIZED, "Invalid or missing API key"))
-            try:
-                ctx = build_context(inference, request, request_id)
-                self._check_model(ctx.model)
-                await self.router.route(ctx, reply)
-            except HttpError as exc:
-                self._error(reply, exc)
-            return
+            error_code = await self._inference(inference, request, reply)
+        else:
+            error_code = await self._other(request, reply)
+        tel.http_end(token, reply.status, error_code)
+
+    async def _inference(self, route: InferenceRoute, request: Request, reply: Reply) -> str:
+        request_id = self._request_id(request, route.id_prefix)
+        reply.extra_headers.append((b"x-request-id", request_id))
+        if request.method != b"POST":
+            return self._error(reply, HttpError(405, errors.METHOD_NOT_ALLOWED,
+                                                f"Method {request.method.decode()} not allowed on {request.path}"))
+        if self._api_key is not None and not self._authorized(request, self._api_key):
+            return self._error(reply, HttpError(401, errors.UNAUTHORIZED, "Invalid or missing API key"))
+        try:
+            ctx = build_context(route, request, request_id)
+        except HttpError as exc:
+            return self._error(reply, exc)
+        try:
+            self._check_model(ctx.model)
+            await self.router.route(ctx, reply)
+        except HttpError as exc:
+            self._error(reply, exc)
+            ctx.error_code = exc.code
+        self.telemetry.router_end(ctx, reply.status, ctx.error_code)
+        return ctx.error_code or ""
+
+    async def _other(self, request: Request, reply: Reply) -> str:
+        path = request.path
         reply.extra_headers.append((b"x-request-id", self._request_id(request, b"req-")))
         methods = self.routes.get(path)
         if methods is None:
@@ -185,7 +218,8 @@ class Gateway:
         try:
             await handler(request, reply)
         except HttpError as exc:
-            self._error(reply, exc)
+            return self._error(reply, exc)
+        return ""
 
     def _check_model(self, model: str | None) -> None:
         if model is not None and not self.registry.known_model(model):
@@ -202,12 +236,14 @@ class Gateway:
         return hmac.compare_digest(value[7:].strip(), key)
 
     @staticmethod
-    def _error(reply: Reply, exc: HttpError) -> None:
+    def _error(reply: Reply, exc: HttpError) -> str:
+        """Answer with the error envelope (or an SSE error event if a stream already started); returns the code."""
         if reply.started:
             if not reply.done:
                 reply.end_stream(errors.sse_error_event(exc.message, exc.code, exc.status))
-            return
+            return exc.code
         headers = [(b"x-smg-error-code", exc.code.encode())]
         if exc.headers:
             headers.extend(exc.headers)
         reply.send(exc.status, exc.body(), headers)
+        return exc.code

@@ -121,9 +121,7 @@ def validate(endpoint: str, body: dict[str, Any]) -> None:
         docs = _require(body, "documents")
         if not isinstance(docs, list):
             raise _bad("'documents' must be an array", "documents")
-    elif endpoint == "responses":
-        _require(body, "input")
-    elif endpoint == "classify":
+    elif endpoint == "responses" or endpoint == "classify":
         _require(body, "input")
 
 

@@ -70,9 +70,7 @@ class CircuitBreaker:
         else:
             self.consecutive_successes = 0
             self.consecutive_failures += 1
-            if self.state is BreakerState.HALF_OPEN:
-                self._transition(BreakerState.OPEN)
-            elif (self.state is BreakerState.CLOSED
+            if self.state is BreakerState.HALF_OPEN or (self.state is BreakerState.CLOSED
                   and self.consecutive_failures >= self.config.failure_threshold):
                 self._transition(BreakerState.OPEN)
 

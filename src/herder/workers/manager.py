@@ -154,7 +154,7 @@ class WorkerManager:
             worker.health_failures = 0
             worker.health_successes += 1
             if worker.status is not WorkerStatus.READY and worker.health_successes >= cfg.success_threshold:
-                if worker.status is WorkerStatus.FAILED or not worker.models and not worker.spec.models:
+                if worker.status is WorkerStatus.FAILED or (not worker.models and not worker.spec.models):
                     await self._discover(worker)
                 self._set_status(worker, WorkerStatus.READY)
                 worker.breaker.reset()
@@ -166,9 +166,7 @@ class WorkerManager:
         status = worker.status
         if status is WorkerStatus.READY and fails >= cfg.failure_threshold:
             self._set_status(worker, WorkerStatus.NOT_READY)
-        elif status is WorkerStatus.NOT_READY and fails >= 3 * cfg.failure_threshold:
-            self._fail(worker)
-        elif status is WorkerStatus.PENDING and fails >= 10 * cfg.failure_threshold:
+        elif (status is WorkerStatus.NOT_READY and fails >= 3 * cfg.failure_threshold) or (status is WorkerStatus.PENDING and fails >= 10 * cfg.failure_threshold):
             self._fail(worker)
 
     def _fail(self, worker: Worker) -> None:

@@ -147,10 +147,32 @@ def worker_id_for(url: str) -> str:
 class Worker:
     """Routable state of one registered worker. Hot fields are plain attributes (no properties)."""
 
-    __slots__ = ("api_key", "breaker", "bootstrap_port", "connection_mode", "cost", "health",
-                 "health_failures", "health_successes", "host", "host_header", "id", "labels", "load",
-                 "metrics_label", "models", "pool", "port", "priority", "processed", "runtime_type", "spec",
-                 "status", "url", "worker_type")
+    __slots__ = (
+        "api_key",
+        "bootstrap_port",
+        "breaker",
+        "connection_mode",
+        "cost",
+        "health",
+        "health_failures",
+        "health_successes",
+        "host",
+        "host_header",
+        "id",
+        "labels",
+        "load",
+        "metrics_label",
+        "models",
+        "pool",
+        "port",
+        "priority",
+        "processed",
+        "runtime_type",
+        "spec",
+        "status",
+        "url",
+        "worker_type",
+    )
 
     def __init__(self, spec: WorkerSpec, *, breaker: BreakerConfig, health: HealthConfig,
                  pool_idle_timeout: float = 3.0) -> None:

@@ -1,0 +1,190 @@
+"""Wires the gateway's events to the SMG metrics (observability/metrics.py) with pre-bound children.
+
+Per request the hot path pays: one HTTP counter, one histogram and one response counter; one router counter and
+histogram; one selection counter; one breaker-outcome counter. Gauges that mirror state (in-flight per worker,
+health, breaker state, pool size) are not updated per request: they are read from the registry at scrape time.
+TTFT is the first content event of a stream; TPOT = (end - first token) / (completion tokens - 1), tokens from
+the usage block when present (found by a byte search, parsed once after the stream), else the content events.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING
+
+from herder.observability.metrics import CounterChild, Metrics, route_label
+from herder.routing.context import RequestContext, StreamMeter
+from herder.workers.breaker import BreakerState
+from herder.workers.worker import Worker, WorkerStatus
+
+if TYPE_CHECKING:
+    from herder.server.app import Gateway
+
+_PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
+_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+
+
+def usage_of(data: bytes) -> tuple[int, int] | None:
+    """(prompt_tokens, completion_tokens) from the last usage block in `data`, without a JSON parse."""
+    at = data.rfind(b'"usage"')
+    if at < 0:
+        return None
+    p = _PROMPT_TOKENS.search(data, at)
+    c = _COMPLETION_TOKENS.search(data, at)
+    if p is None or c is None:
+        return None
+    return int(p.group(1)), int(c.group(1))
+
+
+class Telemetry:
+    def __init__(self, metrics: Metrics, gateway: Gateway) -> None:
+        self.metrics = metrics
+        self.gw = gateway
+        self.policy = gateway.config.policy
+        self._selection: dict[tuple[str, str], CounterChild] = {}
+        self._upstream: dict[tuple[int, str], CounterChild] = {}
+        self._retries: dict[tuple[str, str], CounterChild] = {}
+        self._exhausted: dict[tuple[str, str], CounterChild] = {}
+        self._outcomes: dict[tuple[str, bool], CounterChild] = {}
+        self._connections = metrics.http_connections_active.child
+        hooks = gateway.router.hooks
+        hooks.on_selected = self.on_selected
+        hooks.on_outcome = self.on_outcome
+        hooks.on_retry = self.on_retry
+        hooks.on_first_chunk = self.on_first_chunk
+        hooks.on_attempt_failed = self.on_attempt_failed
+        hooks.on_exhausted = lambda ctx, worker: self.on_exhausted(ctx, worker.worker_type)
+        gateway.manager.on_probe.append(self.on_probe)
+        gateway.manager.on_status.append(self.on_status)
+        gateway.server.on_connection_change = self.on_connection_change
+        gateway.registry.on_change.append(self.on_membership)
+        gateway.router.on_breaker = self.on_breaker
+
+    # -- per request -----------------------------------------------------------------------------------------
+    def http_begin(self, method: bytes, path: str) -> tuple[object, float]:
+        bundle = self.metrics.http_request(method.decode("latin-1"), route_label(path))
+        bundle.count.inc()
+        return bundle, time.monotonic()
+
+    def http_end(self, token: tuple[object, float], status: int, error_code: str) -> None:
+        bundle, started = token
+        bundle.record(status, error_code, time.monotonic() - started)  # type: ignore[attr-defined]
+
+    def router_end(self, ctx: RequestContext, status: int, error_code: str | None) -> None:
+        rm = self.metrics.router(ctx.model or "default", ctx.endpoint, ctx.stream)
+        rm.requests.inc()
+        now = time.monotonic()
+        rm.duration.observe(now - ctx.started_at)
+        if error_code is not None:
+            rm.error(error_code).inc()
+            return
+        meter = ctx.meter_state
+        usage = usage_of(ctx.usage_tail) if ctx.usage_tail else None
+        if usage is not None:
+            rm.input_tokens.inc(usage[0])
+            rm.output_tokens.inc(usage[1])
+        if isinstance(meter, StreamMeter) and meter.first_token_at:
+            rm.ttft.observe(meter.first_token_at - ctx.started_at)
+            generated = usage[1] if usage is not None else meter.events
+            gen_time = now - meter.first_token_at
+            rm.generation_duration.observe(gen_time)
+            if generated > 1:
+                rm.tpot.observe(gen_time / (generated - 1))
+
+    # -- router hooks -------------------------------------------------------------------------------------------
+    def on_selected(self, ctx: RequestContext, worker: Worker) -> None:
+        key = (ctx.model or "default", worker.worker_type)
+        child = self._selection.get(key)
+        if child is None:
+            child = self._selection[key] = self.metrics.worker_selection.labels(
+                worker.worker_type, worker.connection_mode, key[0], self.policy)
+        child.inc()
+
+    def on_first_chunk(self, ctx: RequestContext) -> None:
+        pass  # TTFT is taken on the first *content* event (StreamMeter via ctx.meter)
+
+    def on_outcome(self, ctx: RequestContext, worker: Worker, status: int, error_code: str | None) -> None:
+        key = (status, error_code or "")
+        child = self._upstream.get(key)
+        if child is None:
+            child = self._upstream[key] = self.metrics.router_upstream_responses.labels("http", str(status), key[1])
+        child.inc()
+
+    def on_attempt_failed(self, ctx: RequestContext, worker: Worker, code: str) -> None:
+        self.metrics.worker_errors.labels(worker.worker_type, worker.connection_mode, code).inc()
+
+    def on_retry(self, ctx: RequestContext, worker: Worker, attempt: int, delay: float) -> None:
+        key = (worker.worker_type, ctx.endpoint)
+        child = self._retries.get(key)
+        if child is None:
+            child = self._retries[key] = self.metrics.worker_retries.labels(*key)
+        child.inc()
+        self.metrics.worker_retry_backoff.labels(str(attempt + 1)).observe(delay)
+
+    def on_exhausted(self, ctx: RequestContext, worker_type: str) -> None:
+        key = (worker_type, ctx.endpoint)
+        child = self._exhausted.get(key)
+        if child is None:
+            child = self._exhausted[key] = self.metrics.worker_retries_exhausted.labels(*key)
+        child.inc()
+
+    def on_breaker(self, worker: Worker, success: bool) -> None:
+        key = (worker.url, success)
+        child = self._outcomes.get(key)
+        if child is None:
+            child = self._outcomes[key] = self.metrics.worker_cb_outcomes.labels(
+                worker.url, "success" if success else "failure")
+        child.inc()
+
+    def on_transition(self, worker: Worker, frm: BreakerState, to: BreakerState) -> None:
+        self.metrics.worker_cb_transitions.labels(worker.url, frm.label, to.label).inc()
+
+    # -- workers and connections ------------------------------------------------------------------------------
+    def on_probe(self, worker: Worker, ok: bool) -> None:
+        self.metrics.worker_health_checks.labels(worker.worker_type, "success" if ok else "failure").inc()
+
+    def on_status(self, worker: Worker, old: WorkerStatus, new: WorkerStatus) -> None:
+        pass  # health gauges are refreshed at scrape time
+
+    def on_connection_change(self, delta: int) -> None:
+        self._connections.inc(delta)
+
+    def on_membership(self) -> None:
+        for worker in self.gw.registry.workers.values():
+            if worker.breaker.on_transition is None:
+                worker.breaker.on_transition = lambda f, t, w=worker: self.on_transition(w, f, t)
+        known = {w.url for w in self.gw.registry.workers.values()}
+        for url in list(self.metrics._workers):
+            if url not in known:
+                self.metrics.remove_worker(url)
+
+    def refresh_gauges(self) -> None:
+        """Mirror registry state into gauges (called before each scrape)."""
+        m = self.metrics
+        pool: dict[tuple[str, str, str], int] = {}
+        for worker in self.gw.registry.workers.values():
+            wm = m.worker(worker.url)
+            wm.requests_active.set(worker.load)
+            wm.health.set(1.0 if worker.status is WorkerStatus.READY else 0.0)
+            breaker = worker.breaker
+            breaker.can_execute()  # applies the lazy Open -> HalfOpen transition
+            wm.cb_state.set(float(breaker.state.value))
+            wm.cb_consecutive_failures.set(breaker.consecutive_failures)
+            wm.cb_consecutive_successes.set(breaker.consecutive_successes)
+            for model in worker.models or ["*"]:
+                key = (worker.worker_type, worker.connection_mode, model)
+                pool[key] = pool.get(key, 0) + 1
+        for (wt, cm, model), n in pool.items():
+            m.worker_pool_size.labels(wt, cm, model).set(n)
+
+
+class RefreshingSource:
+    """What the /metrics listener collects from: refreshes the state gauges, then the registry's families."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        self.telemetry.refresh_gauges()
+        return self.telemetry.metrics.registry.collect()
