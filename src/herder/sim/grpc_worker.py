@@ -215,6 +215,8 @@ class SimCore:
         self.model_path: str = info.get("model_path") or engine.config.model
         self.served_model_name: str = info.get("served_model_name") or engine.config.model
         self.context_length: int = int(info.get("max_context_length") or tokenizer.context_length)
+        self.kv_connector: str = info.get("kv_connector") or ""
+        self.kv_engine_id = f"sim-{os.getpid()}-{id(self):x}"
         self.requests = 0
         self.aborted_ids: list[str] = []
         self.cancelled_ids: list[str] = []
@@ -446,6 +448,9 @@ class _CommonServicer:
     def _complete_ids(self, spec: GenSpec, ch: _Choice, last_delta: list[int]) -> list[int]:
         return ch.ids
 
+    def _decorate_complete(self, request: Any, spec: GenSpec, done: Any) -> None:
+        """Runtime-specific extras on a GenerateComplete (vLLM: PD kv_transfer_params)."""
+
     async def Generate(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         core, pb2 = self.core, self.pb2
         core.received.append(request)
@@ -473,6 +478,7 @@ class _CommonServicer:
                 if spec.logprobs:
                     lp = core.logprobs_for(spec, ids, len(ch.ids) - len(ids))
                     done.output_logprobs.CopyFrom(_output_lp(pb2, lp))
+                self._decorate_complete(request, spec, done)
                 yield self._wrap(spec, complete=done)
 
     async def Embed(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -631,6 +637,26 @@ class VllmServicer(_CommonServicer, vllm_engine_pb2_grpc.VllmEngineServicer):
     def _complete_ids(self, spec: GenSpec, ch: _Choice, last_delta: list[int]) -> list[int]:
         return last_delta if spec.stream else ch.ids
 
+    def _decorate_complete(self, request: Any, spec: GenSpec, done: Any) -> None:
+        # A prefill leg (do_remote_decode) hands the decode leg its KV location, NIXL-style.
+        if not request.HasField("kv_transfer_params_json"):
+            return
+        try:
+            params = json.loads(request.kv_transfer_params_json)
+        except ValueError:
+            return
+        if isinstance(params, dict) and params.get("do_remote_decode"):
+            block = self.core.engine.config.block_size
+            handoff = {
+                "do_remote_prefill": True,
+                "do_remote_decode": False,
+                "remote_engine_id": self.core.kv_engine_id,
+                "remote_request_id": spec.request_id,
+                "remote_block_ids": list(range((len(spec.input_ids) + block - 1) // block)),
+                "tp_size": 1,
+            }
+            done.kv_transfer_params_json = json.dumps(handoff, separators=(",", ":"))
+
     async def Abort(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self.core.abort(list(request.request_ids))
         return self.pb2.AbortResponse()
@@ -645,6 +671,9 @@ class VllmServicer(_CommonServicer, vllm_engine_pb2_grpc.VllmEngineServicer):
             block_size=c.engine.config.block_size,
             max_num_seqs=c.engine.config.max_running_requests,
             kv_cache_dtype="auto",
+            kv_connector=c.kv_connector,
+            kv_role="kv_both" if c.kv_connector else "",
+            kv_engine_id=c.kv_engine_id if c.kv_connector else "",
         )
 
 
@@ -731,13 +760,14 @@ async def start_grpc_worker(
     **engine_opts: Any,
 ) -> SimGrpcWorker:
     """Start one simulated worker. ``engine_opts`` are ``SimConfig`` fields (latency, cache, faults, model...)
-    plus ``served_model_name``, ``model_path`` and ``max_context_length`` for GetModelInfo."""
+    plus ``served_model_name``, ``model_path`` and ``max_context_length`` for GetModelInfo, and
+    ``kv_connector`` (vLLM GetServerInfo, e.g. "NixlConnector")."""
     if runtime not in ("sglang", "vllm"):
         raise ValueError(f"unsupported simulated runtime {runtime!r} (sglang or vllm)")
     tok_dir = tokenizer_dir or default_tokenizer_dir()
     tokenizer = await asyncio.to_thread(load_tokenizer, os.path.abspath(tok_dir))
     info = {k: engine_opts.pop(k) for k in list(engine_opts) if k not in _ENGINE_FIELDS}
-    unknown = set(info) - {"served_model_name", "model_path", "max_context_length"}
+    unknown = set(info) - {"served_model_name", "model_path", "max_context_length", "kv_connector"}
     if unknown:
         raise TypeError(f"unknown gRPC worker options: {sorted(unknown)}")
     engine = SimEngine(**engine_opts)

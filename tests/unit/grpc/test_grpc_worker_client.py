@@ -398,3 +398,28 @@ def test_status_table_and_hints() -> None:
         assert http_status_for(code) == expected.get(code, 500)
     assert normalize_runtime_hint("TRT-LLM") == "trtllm"
     assert normalize_runtime_hint("openai") is None and normalize_runtime_hint(None) is None
+
+
+async def test_vllm_prefill_leg_returns_kv_transfer_params(qwen_dir: str, qwen: Tokenizer) -> None:
+    from herder.sim.grpc_worker import start_grpc_worker
+
+    w = await start_grpc_worker("vllm", qwen_dir, kv_connector="NixlConnector")
+    try:
+        async with GrpcWorkerClient(w.url, runtime_hint="vllm") as c:
+            info = await c.server_info()
+            assert info["kv_connector"] == "NixlConnector" and info["kv_engine_id"]
+            params = GenerateParams(
+                "pd-1",
+                _ids(qwen, "a prompt long enough to fill a couple of blocks " * 3),
+                max_new_tokens=1,
+                stream=False,
+                kv_transfer_params={"do_remote_decode": True, "do_remote_prefill": False},
+            )
+            _, done = _by_index(await _collect(c, params))
+            kv = done[0].kv_transfer_params
+            assert kv is not None and kv["do_remote_prefill"] is True
+            assert kv["remote_engine_id"] == info["kv_engine_id"] and kv["remote_request_id"] == "pd-1"
+            plain = _by_index(await _collect(c, GenerateParams("pd-2", _ids(qwen, "x"), max_new_tokens=1)))[1]
+            assert plain[0].kv_transfer_params is None
+    finally:
+        await w.stop(0)
