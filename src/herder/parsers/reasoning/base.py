@@ -10,6 +10,18 @@ Whitespace policy (the same for every ``<think>``-style family, see ``trim_white
 text is stripped at both ends, and normal text loses the whitespace right after the end tag. Trailing
 whitespace of the normal text is kept (SMG trims it in one-shot parsing only; keeping it makes
 streaming and one-shot agree without holding back the end of every answer).
+
+Other deliberate differences from SMG's ``BaseReasoningParser`` (chosen so that one-shot parsing and
+any chunking of a stream agree, which SMG does not guarantee):
+
+* Text before the start tag is normal text (SMG's one-shot path files it under reasoning).
+* Only one reasoning block: after the end tag everything, later tags included, is normal text.
+* A start tag is dropped only at the very start of the block (a redundant ``<think>`` after a
+  prefill); a start tag in the middle of reasoning stays literal text.
+* Tags split across chunks are held back (SMG only holds when the whole buffer is a tag prefix) and
+  released at ``finish()`` as text of the current mode if they never complete.
+* ``stream_reasoning=False`` releases the reasoning in one piece when its block ends (end tag, or
+  ``finish()`` for a truncated block), in the same delta as the first normal text.
 """
 
 from __future__ import annotations
