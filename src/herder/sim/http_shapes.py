@@ -15,7 +15,15 @@ from typing import Any, Literal
 import orjson
 
 from herder.sim.engine import Output, SimEngine, SimRequest
-from herder.sim.text import piece_id, prompt_pieces, render_chat, stable_hash, stable_hash_ids, word_piece
+from herder.sim.text import (
+    WORDS,
+    piece_id,
+    prompt_pieces,
+    render_chat,
+    stable_hash,
+    stable_hash_ids,
+    word_piece,
+)
 
 
 class BadRequest(Exception):
@@ -305,6 +313,11 @@ def full_response(spec: GenSpec, runs: list[SimRequest], choices: list[Choice], 
     }
 
 
+_HOLE = "@@herder-sim-token@@"
+_HOLE_JSON = orjson.dumps(_HOLE)
+_WORD_JSON = {w: orjson.dumps(w) for w in WORDS}
+
+
 def _sse(obj: Any) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
@@ -312,7 +325,7 @@ def _sse(obj: Any) -> bytes:
 class StreamEvents:
     """Builds the SSE events of a streamed generation: ``head()``, ``token(choice, t)``, ``tail(e2e)``."""
 
-    __slots__ = ("base", "choices", "runs", "spec")
+    __slots__ = ("base", "choices", "frames", "runs", "spec")
 
     def __init__(self, spec: GenSpec, runs: list[SimRequest], choices: list[Choice]) -> None:
         self.spec, self.runs, self.choices = spec, runs, choices
@@ -331,6 +344,27 @@ class StreamEvents:
                 "created": r0.created,
                 "model": spec.model,
             }
+
+        # Fast path (no logprobs): one pre-serialised frame per choice with a hole for the token text.
+        self.frames: list[tuple[bytes, bytes]] | None = None
+        if spec.kind != "gen" and spec.logprobs is None:
+            frames = []
+            for c in choices:
+                if spec.kind == "chat":
+                    ch = {
+                        "index": c.index,
+                        "delta": {"content": _HOLE},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                else:
+                    ch = {"index": c.index, "text": _HOLE, "logprobs": None, "finish_reason": None}
+                parts = self._chunk(ch).split(_HOLE_JSON)
+                if len(parts) != 2:
+                    break
+                frames.append((parts[0], parts[1]))
+            else:
+                self.frames = frames
 
     def _chunk(self, choice: dict[str, Any]) -> bytes:
         return _sse({**self.base, "choices": [choice]})
@@ -365,6 +399,10 @@ class StreamEvents:
 
     def token(self, c: Choice, t: int) -> bytes:
         spec, out = self.spec, c.out
+        if self.frames is not None:
+            pre, post = self.frames[c.index]
+            piece = out.pieces[t]
+            return pre + (_WORD_JSON.get(piece) or orjson.dumps(piece)) + post
         if spec.kind == "chat":
             lp = None
             if spec.logprobs is not None:

@@ -221,6 +221,12 @@ class SimHttpWorker:
     ) -> None:
         eng = self.engine
         longest = max((len(c.out.token_ids) for c in choices), default=0)
+        stall = runs[0].stall_after
+        if stall is not None and stall < longest:
+            # The engine stops after `stall` tokens: the response never comes; wait for the client to give up.
+            eng.note_stall()
+            await reply.wait_closed()
+            raise asyncio.CancelledError
         delay = max(r.ttft_s for r in runs) + eng.total_decode_s(runs[0], longest)
         if delay > 0:
             await asyncio.sleep(delay)
@@ -259,14 +265,13 @@ class SimHttpWorker:
                 buf.clear()
                 if t + 1 < longest:
                     await asyncio.sleep(itl)
-            elif len(buf) >= 64:  # itl 0: batch writes, yield now and then
+            elif len(buf) >= 512:  # itl 0: few large writes (one syscall each), yield now and then
                 await reply.write(b"".join(buf))
                 buf.clear()
                 await asyncio.sleep(0)
         e2e = time.monotonic() - runs[0].started
         buf.append(ev.tail(e2e))
-        await reply.write(b"".join(buf))
-        reply.end_stream()
+        reply.end_stream(b"".join(buf))  # last events and the chunked terminator in one write
 
     # -- other inference endpoints -------------------------------------------------------------------------
     async def _pooled(self, req: Request, reply: Reply, texts: list[str], build: Callable[[], Any]) -> None:

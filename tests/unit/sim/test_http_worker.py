@@ -275,6 +275,30 @@ async def test_stall_then_disconnect_is_aborted(worker: SimHttpWorker) -> None:
     await eventually(lambda: eng.stats.aborted == 1 and eng.stats.running == 0)
 
 
+async def test_stall_non_streamed_never_answers(worker: SimHttpWorker) -> None:
+    eng = worker.engine
+    async with httpx.AsyncClient(timeout=0.3) as h:
+        with pytest.raises(httpx.ReadTimeout):
+            await h.post(
+                worker.url + "/v1/completions", json={"prompt": "x"}, headers={"x-sim-stall-after": "1"}
+            )
+    assert eng.stats.stalled == 1
+    await eventually(lambda: eng.stats.aborted == 1 and eng.stats.running == 0)
+
+
+async def test_streaming_n_choices(worker: SimHttpWorker) -> None:
+    msgs = [{"role": "user", "content": "two"}]
+    stream = await sdk(worker).chat.completions.create(
+        model="m", messages=msgs, n=2, max_tokens=3, stream=True
+    )
+    texts = ["", ""]
+    async for ch in stream:
+        for c in ch.choices:
+            texts[c.index] += c.delta.content or ""
+    full = await sdk(worker).chat.completions.create(model="m", messages=msgs, n=2, max_tokens=3)
+    assert texts == [c.message.content for c in full.choices]
+
+
 async def test_client_disconnect_mid_stream_stops_generation(worker: SimHttpWorker) -> None:
     eng = worker.engine
     async with (
