@@ -423,3 +423,17 @@ async def test_vllm_prefill_leg_returns_kv_transfer_params(qwen_dir: str, qwen: 
             assert plain[0].kv_transfer_params is None
     finally:
         await w.stop(0)
+
+
+async def test_tokenizer_sha_mismatch_is_rejected(
+    client: GrpcWorkerClient, qwen_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import herder.sim.grpc_worker as sim
+
+    data, digest = sim.tokenizer_bundle(qwen_dir)
+    wrong = hashlib.sha256(b"something else").hexdigest()
+    assert wrong != digest
+    monkeypatch.setattr(sim, "tokenizer_bundle", lambda _d: (data, wrong))
+    with pytest.raises(GrpcCallError) as info:
+        await client.fetch_tokenizer()
+    assert info.value.grpc_code == "DATA_LOSS"
