@@ -70,6 +70,9 @@ class MarkerSet:
     markers: tuple[str, ...]
     first_chars: str = field(init=False)
     max_len: int = field(init=False)
+    #: Two-character starts of all markers (None if a marker is one character long): lets the
+    #: scanner skip a candidate such as ``<b`` in one set lookup instead of a test per marker.
+    heads: frozenset[str] | None = field(init=False)
 
     def __post_init__(self) -> None:
         if any(not m for m in self.markers):
@@ -77,6 +80,8 @@ class MarkerSet:
         firsts = "".join(sorted({m[0] for m in self.markers}))
         object.__setattr__(self, "first_chars", firsts)
         object.__setattr__(self, "max_len", max((len(m) for m in self.markers), default=0))
+        heads = None if any(len(m) < 2 for m in self.markers) else frozenset(m[:2] for m in self.markers)
+        object.__setattr__(self, "heads", heads)
 
 
 NO_MARKERS = MarkerSet(())
@@ -120,8 +125,12 @@ class MarkerScanner:
             self._pos = n
             return buf[pos:], None
         firsts = ms.first_chars
+        heads = ms.heads
         i = _find_any(buf, firsts, pos)
         while i != -1:
+            if heads is not None and i + 1 < n and buf[i : i + 2] not in heads:
+                i = _find_any(buf, firsts, i + 1)
+                continue
             for m in ms.markers:
                 if buf.startswith(m, i):
                     self._pos = i + len(m)
@@ -223,20 +232,25 @@ class ReasoningParser:
         n: list[str] = []
         scanner = self._scanner
         firsts = self._markers().first_chars
-        if scanner.idle and not (firsts and _contains_any(chunk, firsts)):
-            # Fast path: nothing held and no token of this mode can start in the chunk.
+        # Fast path (most chunks): nothing held and no token of this mode can start in the chunk.
+        if scanner._pos == len(scanner._buf) and (
+            not firsts or (firsts not in chunk if len(firsts) == 1 else not _contains_any(chunk, firsts))
+        ):
             self._plain(chunk, r, n)
         else:
             scanner.feed(chunk)
             self._consume(r, n)
         # The scanner itself only ever holds less than one marker; what can grow is held-back
         # reasoning, held whitespace and subclass state.
-        held = self._acc_len + len(self._ws_hold) + self._extra
-        if held > self.max_buffer_size:
-            raise ReasoningBufferOverflow(held, self.max_buffer_size)
-        if not r and not n:
-            return EMPTY_DELTA
-        return ReasoningDelta("".join(r), "".join(n))
+        if self._acc_len or self._extra or len(self._ws_hold) > 64:
+            held = self._acc_len + len(self._ws_hold) + self._extra
+            if held > self.max_buffer_size:
+                raise ReasoningBufferOverflow(held, self.max_buffer_size)
+        if r:
+            return ReasoningDelta(r[0] if len(r) == 1 else "".join(r), "".join(n))
+        if n:
+            return ReasoningDelta("", n[0] if len(n) == 1 else "".join(n))
+        return EMPTY_DELTA
 
     def finish(self) -> ReasoningDelta:
         """End of stream: flush a held partial tag as text of the current mode and any held reasoning."""
