@@ -81,9 +81,14 @@ def test_vllm_final_delta_conventions(
 
 
 def _ambiguous(chunk_parts: list[list[int]], last: list[int], fresh_tail: bool) -> bool:
-    # Without counts a fresh tail equal to the end of what was streamed is indistinguishable from a repeat.
+    # Without counts a fresh tail is indistinguishable from a repeat when it equals the end of what was
+    # streamed, and from a cumulative list when it starts with everything streamed.
     delivered = [t for p in chunk_parts for t in p]
-    return fresh_tail and bool(last) and delivered[len(delivered) - len(last) :] == last
+    if not fresh_tail or not last:
+        return False
+    repeat_like = delivered[len(delivered) - len(last) :] == last
+    cumulative_like = bool(delivered) and last[: len(delivered)] == delivered
+    return repeat_like or cumulative_like
 
 
 @given(ids=ids_st)
