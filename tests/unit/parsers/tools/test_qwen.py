@@ -39,7 +39,9 @@ def assert_same(a: ToolParseResult, b: ToolParseResult) -> None:
 
 
 def block(name: str, args: Any) -> str:
-    return "<tool_call>\n" + json.dumps({"name": name, "arguments": args}, ensure_ascii=False) + "\n</tool_call>"
+    return (
+        "<tool_call>\n" + json.dumps({"name": name, "arguments": args}, ensure_ascii=False) + "\n</tool_call>"
+    )
 
 
 CASES: list[tuple[str, str, list[tuple[str, Any]]]] = [
@@ -231,8 +233,10 @@ def test_property_truncated_output(segments: list, cut: int, sizes: list[int]) -
 
 pieces_st = st.lists(
     st.sampled_from(
-        ["<tool_call>", "</tool_call>", "<tool_", "{", "}", "[", "]", '"name"', '"arguments"', ":", ",", '"f"']
-        + ['"search"', "\\", '"', "\n", " ", "x", "1", "null", '{"a": 1}', "é"]
+        [
+            *("<tool_call>", "</tool_call>", "<tool_", "{", "}", "[", "]", '"name"', '"arguments"', ":", ","),
+            *('"f"', '"search"', "\\", '"', "\n", " ", "x", "1", "null", '{"a": 1}', "é"),
+        ]
     ),
     max_size=30,
 ).map("".join)
