@@ -31,6 +31,7 @@ _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__di
     "taskName",
 }
 _HANDLER_MARK = "_herder_handler"
+_LEVEL_ALIASES = {"trace": logging.DEBUG, "warn": logging.WARNING}  # SMG (Rust tracing) level names
 
 
 def set_request_id(request_id: str | None) -> Token[str | None]:
@@ -108,10 +109,13 @@ def setup_logging(
 ) -> list[logging.Handler]:
     """Configure the root logger (idempotent: replaces the handlers a previous call installed).
 
-    `level` is a name (`debug`/`info`/`warning`/`error`/`critical`, any case) or a number. Returns the
-    handlers installed. `access_log` enables the module's `ACCESS_LOG`.
+    `level` is a name (`trace`/`debug`/`info`/`warn`/`warning`/`error`/`critical`, any case) or a number.
+    Returns the handlers installed. `access_log` enables the module's `ACCESS_LOG`.
     """
-    numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    if isinstance(level, str):
+        numeric = _LEVEL_ALIASES.get(level.lower()) or logging.getLevelName(level.upper())
+    else:
+        numeric = level
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
     root = logging.getLogger()

@@ -314,9 +314,14 @@ class HttpRequestMetrics:
         return child
 
     def record(self, status: int, error_code: str, seconds: float) -> None:
-        """The end-of-request updates: duration observed, response counted."""
-        self.duration.observe(seconds)
-        self.response(status, error_code).inc()
+        """The end-of-request updates: duration observed, response counted (inlined: once per request)."""
+        hist = self.duration
+        hist.counts[bisect_left(hist._bounds, seconds)] += 1
+        hist.sum += seconds
+        child = self._responses.get((status, error_code))
+        if child is None:
+            child = self.response(status, error_code)
+        child.value += 1
 
 
 @dataclass(slots=True)
@@ -463,7 +468,7 @@ class Metrics:
         self.tokenizer_cache_l1 = CacheMetrics(self.tokenizer_cache_hits.labels("l1"), self.tokenizer_cache_misses.labels("l1"))
         # fmt: on
         # Hot-path bundle caches.
-        self._http: dict[tuple[str, str], HttpRequestMetrics] = {}
+        self._http: dict[tuple[str | bytes, str], HttpRequestMetrics] = {}
         self._router: dict[tuple[str, str, bool, str, str, str], RouterMetrics] = {}
         self._workers: dict[str, WorkerMetrics] = {}
 
@@ -492,14 +497,15 @@ class Metrics:
 
     # -- hot-path bundles
 
-    def http_request(self, method: str, path: str) -> HttpRequestMetrics:
-        """Series for one (method, route template); cached. Unknown methods fold into "OTHER", and new paths
-        into "other" once `max_label_sets` are cached."""
+    def http_request(self, method: str | bytes, path: str) -> HttpRequestMetrics:
+        """Series for one (method, route template); cached. `method` may be the parser's bytes. Unknown methods
+        fold into "OTHER", and new paths into "other" once `max_label_sets` are cached."""
         bundle = self._http.get((method, path))
         return bundle if bundle is not None else self._new_http(method, path)
 
-    def _new_http(self, method: str, path: str) -> HttpRequestMetrics:
-        m = method if method in HTTP_METHODS else "OTHER"
+    def _new_http(self, method: str | bytes, path: str) -> HttpRequestMetrics:
+        name = method.decode("latin-1") if isinstance(method, bytes) else method
+        m = name if name in HTTP_METHODS else "OTHER"
         full = len(self._http) >= self._max
         key = (m, OTHER if full else path)
         bundle = self._http.get(key)

@@ -143,10 +143,14 @@ class Tracer:
 
     def __init__(self, span_processor: Any, service_name: str = "herder") -> None:
         try:
+            from opentelemetry import context, trace
             from opentelemetry.sdk.resources import Resource
             from opentelemetry.sdk.trace import TracerProvider
         except ImportError as exc:
             raise TracingUnavailableError(_INSTALL_HINT) from exc
+        # Kept on the instance so the per-request methods do not re-run import statements.
+        self._trace = trace
+        self._context = context
         self._provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
         self._provider.add_span_processor(span_processor)
         self._tracer = self._provider.get_tracer("herder")
@@ -181,12 +185,10 @@ class Tracer:
         attributes: Mapping[str, AttributeValue] | None = None,
     ) -> Any:
         """Start a server span, child of the caller's `traceparent` (a new trace if absent or invalid)."""
-        from opentelemetry import trace
-        from opentelemetry.context import Context
-
+        trace = self._trace
         ctx = parse_traceparent(traceparent)
         if ctx is None:
-            parent = Context()  # an empty context: never inherit an ambient span by accident
+            parent = self._context.Context()  # empty: never inherit an ambient span by accident
         else:
             remote = trace.SpanContext(
                 trace_id=int(ctx.trace_id, 16),
@@ -194,7 +196,7 @@ class Tracer:
                 is_remote=True,
                 trace_flags=trace.TraceFlags(int(ctx.flags, 16)),
             )
-            parent = trace.set_span_in_context(trace.NonRecordingSpan(remote), Context())
+            parent = trace.set_span_in_context(trace.NonRecordingSpan(remote), self._context.Context())
         return self._tracer.start_span(
             name, context=parent, kind=trace.SpanKind.SERVER, attributes=dict(attributes or {})
         )
@@ -208,14 +210,12 @@ class Tracer:
         attributes: Mapping[str, AttributeValue] | None = None,
     ) -> None:
         """Finish a span: HTTP status as `http.response.status_code`; `error` (or a 5xx) marks it failed."""
-        from opentelemetry.trace import Status, StatusCode
-
         if attributes:
             span.set_attributes(dict(attributes))
         if status_code is not None:
             span.set_attribute("http.response.status_code", status_code)
         if error is not None or (status_code is not None and status_code >= 500):
-            span.set_status(Status(StatusCode.ERROR, error))
+            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error))
         span.end()
 
     @staticmethod

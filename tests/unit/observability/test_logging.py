@@ -101,7 +101,15 @@ def test_text_format_and_idempotent_setup(tmp_path: Path) -> None:
     assert lines[1].endswith(" INFO herder.test bye")
 
 
-def test_unknown_level_is_an_error() -> None:
+def test_levels_by_name_and_alias() -> None:
+    for name, expected in [
+        ("trace", logging.DEBUG),
+        ("WARN", logging.WARNING),
+        ("error", logging.ERROR),
+        (15, 15),
+    ]:
+        setup_logging(name)
+        assert logging.getLogger().level == expected
     with pytest.raises(ValueError, match="unknown log level"):
         setup_logging("loud")
 

@@ -242,6 +242,7 @@ def test_http_request_bundle_updates_the_right_series() -> None:
     m = Metrics()
     b = m.http_request("POST", "/v1/chat/completions")
     assert m.http_request("POST", "/v1/chat/completions") is b
+    assert m.http_request(b"POST", "/v1/chat/completions").count is b.count  # the parser's bytes work too
     b.count.inc()
     b.record(200, "", 0.02)
     b.record(503, "no_available_workers", 1.5)
