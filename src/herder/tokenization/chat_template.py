@@ -206,7 +206,7 @@ class ChatTemplate:
 
         Extra keyword arguments (bos_token=..., eos_token=...) override the tokenizer's special tokens.
         `continue_final_message` renders without a generation prompt and cuts the text right after the final
-        message's content, so the model continues it."""
+        message's content (transformers' tag method), so the model continues it."""
         if continue_final_message:
             add_generation_prompt = False
             if not messages:
@@ -214,6 +214,7 @@ class ChatTemplate:
         compiled = self._select(tools)
         fmt = self._forced_format or compiled.content_format
         prepared = prepare_messages(messages, fmt, parse_tool_arguments=parse_tool_arguments)
+        final_text = _tag_final_message(prepared[-1]) if continue_final_message else ""
         context: dict[str, Any] = dict(self.special_tokens)
         context.update(special_tokens)
         if chat_template_kwargs:
@@ -230,33 +231,39 @@ class ChatTemplate:
             # Templates assume shapes (e.g. string content); bad input must be a 400, never a 500.
             raise ChatTemplateError(f"chat template failed on these messages: {type(e).__name__}: {e}") from e
         if continue_final_message:
-            rendered = _cut_after_final_message(rendered, prepared[-1])
+            rendered = _cut_at_tag(rendered, final_text)
         return rendered
 
 
-def _cut_after_final_message(rendered: str, final: Mapping[str, Any]) -> str:
-    # transformers' algorithm: find the last occurrence of the (stripped) final content and cut after it.
-    content = final.get("content")
+# transformers (4.5x) marks the end of the final message with this tag, renders, and cuts at the tag.
+_CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
+
+
+def _tag_final_message(message: dict[str, Any]) -> str:
+    """Append the continue tag to the final message's (last) text; return that text."""
+    content = message.get("content")
+    if isinstance(content, str):
+        message["content"] = content + _CONTINUE_TAG
+        return content
     if isinstance(content, list):
         for part in reversed(content):
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str):
-                content = part["text"]
-                break
-        else:
-            raise ChatTemplateError(
-                "continue_final_message is set but the final message has no text to continue"
-            )
-    if not isinstance(content, str):
-        raise ChatTemplateError("continue_final_message is set but the final message has no text to continue")
-    stripped = content.strip()
-    if stripped not in rendered:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                text: str = part["text"]
+                part["text"] = text + _CONTINUE_TAG
+                return text
+    raise ChatTemplateError("continue_final_message is set but the final message has no text to continue")
+
+
+def _cut_at_tag(rendered: str, final_text: str) -> str:
+    tag = _CONTINUE_TAG.strip()
+    if final_text.strip() not in rendered or tag not in rendered:
         raise ChatTemplateError(
             "continue_final_message is set but the final message does not appear in the rendered chat"
         )
-    loc = rendered.rindex(stripped)
-    if rendered[loc : loc + len(content)] == content:
-        return rendered[: loc + len(content)]
-    return rendered[: loc + len(stripped)]
+    loc = rendered.rindex(tag)
+    if rendered[loc : loc + len(_CONTINUE_TAG)] == _CONTINUE_TAG:
+        return rendered[:loc]  # the template keeps spacing: the message text is exactly as given
+    return rendered[:loc].rstrip()  # the template trimmed the message: so do we
 
 
 def prepare_messages(
