@@ -10,10 +10,11 @@ in-flight gauge inc/dec. Variants:
 
 Prints ns per request and the ratio to herder. Run: `python bench/metrics_bench.py [--n 200000]`.
 
-Measured on the 2-core dev box (Python 3.11, prometheus-client 0.26; noisy, shared machine, best of 5):
-  http updates:   prom-labels ~6.5 µs, prom-bound ~3.3 µs, herder ~0.6 µs per request
-  routed request: prom-labels ~20 µs,  prom-bound ~10 µs,  herder ~1.8 µs per request
-So prometheus_client's own classes would cost 15-50 % of the ~20 µs hot-path budget; herder's cost 3-9 %.
+Measured on the 2-core dev box (Python 3.11, prometheus-client 0.26, CPU time, best of 9, load average ~5 from
+other jobs, so absolute numbers are noisy; the ratios held across runs):
+  http updates:   prom-labels ~5.7 µs, prom-bound ~2.1 µs, herder ~0.5 µs per request (x4.2 / x11)
+  routed request: prom-labels ~24 µs,  prom-bound ~8 µs,   herder ~1.7 µs per request (x4.7 / x14)
+So prometheus_client's own classes would cost 10-40 % of the ~20 µs hot-path budget; herder's cost 2.5-9 %.
 Exposition output is the same text (see tests/unit/observability/test_metrics.py::test_exposition_matches_prometheus_client).
 """
 
