@@ -169,19 +169,19 @@ class CachedTokenizer:
     # -- metrics ---------------------------------------------------------------------------------
     @property
     def l0_hit_rate(self) -> float:
-        return self.l0.stats.hit_rate if self.l0 else 0.0
+        return self.l0.stats.hit_rate if self.l0 is not None else 0.0
 
     @property
     def l1_hit_rate(self) -> float:
-        return self.l1.stats.hit_rate if self.l1 else 0.0
+        return self.l1.stats.hit_rate if self.l1 is not None else 0.0
 
     def stats(self) -> dict[str, Any]:
         """Counters and sizes for metrics / admin output."""
         out: dict[str, Any] = {"fingerprint": self.fingerprint}
-        if self.l0:
+        if self.l0 is not None:
             out["l0"] = {"hits": self.l0.stats.hits, "misses": self.l0.stats.misses, "hit_rate": self.l0_hit_rate,
                          "entries": len(self.l0), "bytes": self.l0.bytes}  # fmt: skip
-        if self.l1:
+        if self.l1 is not None:
             out["l1"] = {"hits": self.l1.stats.hits, "misses": self.l1.stats.misses, "hit_rate": self.l1_hit_rate,
                          "entries": len(self.l1), "bytes": self.l1.bytes, "tokens_saved": self.l1.tokens_saved}  # fmt: skip
         elif self.l1_disabled_reason:
@@ -190,9 +190,9 @@ class CachedTokenizer:
 
     def clear(self) -> None:
         """Drop every cached entry (counters are kept)."""
-        if self.l0:
+        if self.l0 is not None:
             self.l0.clear()
-        if self.l1:
+        if self.l1 is not None:
             self.l1.clear()
 
     # -- encoding --------------------------------------------------------------------------------

@@ -184,3 +184,16 @@ def test_tiktoken_cached_encode_equals_uncached(cl100k: Tokenizer, parts: list[s
     for i in range(1, len(parts) + 1):
         text = "<|endoftext|>".join(parts[:i])
         assert cached.encode(text) == cl100k.encode(text)
+
+
+def test_stats_shape_for_metrics(qwen: Tokenizer) -> None:
+    cached = CachedTokenizer(qwen)
+    fresh = cached.stats()
+    assert fresh["l0"]["entries"] == 0 and fresh["l1"]["entries"] == 0  # present even while empty
+    cached.encode("a<|im_end|>b")
+    cached.encode("a<|im_end|>b")
+    stats = cached.stats()
+    assert stats["l0"]["hits"] == 1 and stats["l0"]["misses"] == 1 and cached.l0_hit_rate == 0.5
+    assert stats["fingerprint"] == qwen.fingerprint
+    off = CachedTokenizer(qwen, enable_l0=False, enable_l1=False)
+    assert off.stats() == {"fingerprint": qwen.fingerprint} and off.l0_hit_rate == 0.0
