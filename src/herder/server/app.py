@@ -13,12 +13,14 @@ import hmac
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from herder.config import GatewayConfig
 from herder.observability.metrics import Metrics
 from herder.observability.metrics_server import start_metrics_server
 from herder.policies import PolicyRegistry, make_policy_factory
 from herder.policies.cache_aware import CacheAwareConfig
+from herder.routing.context import RequestContext
 from herder.routing.http import HttpRouter
 from herder.routing.retry import RetryConfig
 from herder.server import errors
@@ -34,6 +36,12 @@ from herder.workers.worker import HealthConfig, WorkerSpec
 log = logging.getLogger("herder")
 
 Route = Callable[[Request, Reply], Awaitable[None]]
+
+
+class RouterLike(Protocol):
+    """What the gateway hands an inference request to (HttpRouter, the gRPC router, the PD router)."""
+
+    async def route(self, ctx: RequestContext, reply: Reply) -> None: ...
 _ALNUM = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
@@ -105,6 +113,10 @@ class Gateway:
         self.admin = AdminRoutes(self)
         self.routes: dict[str, dict[bytes, tuple[Route, bool]]] = self.admin.table()
         self.draining = False
+        # Routers by connection mode; the gRPC path registers itself here (routing/grpc).
+        self.routers: dict[str, RouterLike] = {"http": self.router}
+        self._router_cache: dict[str | None, RouterLike] = {}
+        self._router_cache_version = -1
         self.metrics = metrics if metrics is not None else Metrics()
         self.telemetry = Telemetry(self.metrics, self)
         self._metrics_server: asyncio.AbstractServer | None = None
@@ -187,7 +199,7 @@ class Gateway:
             return self._error(reply, exc)
         try:
             self._check_model(ctx.model)
-            await self.router.route(ctx, reply)
+            await self.router_for(ctx.model).route(ctx, reply)
         except HttpError as exc:
             self._error(reply, exc)
             ctx.error_code = exc.code
@@ -220,6 +232,23 @@ class Gateway:
         except HttpError as exc:
             return self._error(reply, exc)
         return ""
+
+    def router_for(self, model: str | None) -> RouterLike:
+        """The router of the workers serving `model`: gRPC when they are grpc:// workers, else HTTP."""
+        version = self.registry.version
+        if version != self._router_cache_version:
+            self._router_cache = {}
+            self._router_cache_version = version
+        router = self._router_cache.get(model)
+        if router is None:
+            router = self.router
+            workers = self.registry.workers_for(model)
+            if workers and all(w.connection_mode == "grpc" for w in workers):
+                grpc_router = self.routers.get("grpc")
+                if grpc_router is not None:
+                    router = grpc_router
+            self._router_cache[model] = router
+        return router
 
     def _check_model(self, model: str | None) -> None:
         if model is not None and not self.registry.known_model(model):

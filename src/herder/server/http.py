@@ -87,11 +87,12 @@ class Request:
 class Reply:
     """Writes the response to one request; created by the protocol, handed to the handler."""
 
-    __slots__ = ("_done", "_proto", "_streaming", "closed", "extra_headers", "keep_alive", "on_close",
-                 "on_pause", "on_resume", "started", "status")
+    __slots__ = ("_done", "_proto", "_streaming", "closed", "extra_headers", "head_only", "keep_alive",
+                 "on_close", "on_pause", "on_resume", "started", "status")
 
-    def __init__(self, proto: HttpProtocol, keep_alive: bool) -> None:
+    def __init__(self, proto: HttpProtocol, keep_alive: bool, head_only: bool = False) -> None:
         self._proto = proto
+        self.head_only = head_only  # HEAD: headers as for GET, never a body
         self.keep_alive = keep_alive
         self.started = False
         self.closed = False
@@ -136,7 +137,8 @@ class Reply:
             return
         parts = self._head(status, headers, content_type)
         parts.append(b"content-length: %d\r\n\r\n" % len(body))
-        parts.append(body)
+        if not self.head_only:
+            parts.append(body)
         self._proto.transport.write(b"".join(parts))  # type: ignore[union-attr]
         self._proto._reply_finished(self)
 
@@ -151,7 +153,9 @@ class Reply:
         if self.closed:
             return
         parts = self._head(status, headers, content_type)
-        if self._proto.http11:
+        if self.head_only:
+            parts.append(b"\r\n")
+        elif self._proto.http11:
             parts.append(b"transfer-encoding: chunked\r\n\r\n")
         else:
             self.keep_alive = False
@@ -160,7 +164,7 @@ class Reply:
 
     def write_nowait(self, data: bytes) -> None:
         """Write one chunk without waiting; the caller handles backpressure through on_pause/on_resume."""
-        if self.closed or not data:
+        if self.closed or not data or self.head_only:
             return
         transport = self._proto.transport
         if self._proto.http11:
@@ -183,7 +187,7 @@ class Reply:
         if self._done:
             return
         self._done = True
-        if not self.closed:
+        if not self.closed and not self.head_only:
             transport = self._proto.transport
             if self._proto.http11:
                 if trailer:
@@ -433,7 +437,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        reply = Reply(self, request.keep_alive and not self.server.draining)
+        reply = Reply(self, request.keep_alive and not self.server.draining, request.method == b"HEAD")
         self._current = reply
         self._task = self.loop.create_task(self._run(request, reply))
 

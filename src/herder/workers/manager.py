@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 
@@ -26,6 +27,19 @@ from herder.workers.worker import HealthConfig, Worker, WorkerSpec, WorkerStatus
 log = logging.getLogger("herder.workers")
 
 StatusHook = Callable[[Worker, WorkerStatus, WorkerStatus], None]
+
+
+class Prober(Protocol):
+    """How the manager talks to one kind of worker (HTTP, gRPC): health probe and metadata discovery."""
+
+    async def probe(self, worker: Worker) -> bool:
+        """One health check; True when healthy."""
+
+    async def discover(self, worker: Worker) -> None:
+        """Fill in models and metadata after a successful probe (registration, recovery)."""
+
+    async def close(self, worker: Worker) -> None:
+        """Release what the prober opened for this worker (channels)."""
 
 
 @dataclass(slots=True)
@@ -50,6 +64,7 @@ class WorkerManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._health_task: asyncio.Task[None] | None = None
         self.jobs: dict[str, str] = {}  # worker id -> job status (pending/running/completed/failed: msg)
+        self.probers: dict[str, Prober] = {"http": HttpProber(config.health)}
 
     # -- registration ---------------------------------------------------------------------------------------
     def create(self, spec: WorkerSpec) -> Worker:
@@ -97,27 +112,20 @@ class WorkerManager:
             await asyncio.sleep(self.config.startup_check_interval)
 
     async def _discover(self, worker: Worker) -> bool:
-        """Health probe, then `/v1/models` (models only if the spec gave none)."""
+        """Health probe, then metadata (models) from the worker's prober."""
         if not await self.probe(worker):
             return False
-        if not worker.spec.models:
-            try:
-                status, body = await fetch(worker.pool, b"GET", "/v1/models", worker.host_header,
-                                           headers=_auth(worker), timeout=self.config.health.timeout_secs)
-                if status == 200:
-                    data = orjson.loads(body).get("data") or []
-                    worker.models = [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
-            except (UpstreamError, orjson.JSONDecodeError, AttributeError, TypeError):
-                worker.models = []  # a worker that reports no models serves any model
+        await self._prober(worker).discover(worker)
         return True
 
+    def _prober(self, worker: Worker) -> Prober:
+        prober = self.probers.get(worker.connection_mode)
+        if prober is None:
+            raise ValueError(f"no prober for connection mode {worker.connection_mode!r}")
+        return prober
+
     async def probe(self, worker: Worker) -> bool:
-        try:
-            status, _ = await fetch(worker.pool, b"GET", self.config.health.endpoint, worker.host_header,
-                                    headers=_auth(worker), timeout=self.config.health.timeout_secs)
-            ok = 200 <= status < 300
-        except UpstreamError:
-            ok = False
+        ok = await self._prober(worker).probe(worker)
         for hook in self.on_probe:
             hook(worker, ok)
         return ok
@@ -174,7 +182,7 @@ class WorkerManager:
         if self.config.remove_unhealthy:
             log.warning("removing failed worker %s", worker.url)
             self.registry.remove(worker.id)
-            worker.pool.close()
+            self._release(worker)
 
     def _set_status(self, worker: Worker, status: WorkerStatus) -> None:
         old = worker.status
@@ -205,7 +213,13 @@ class WorkerManager:
         if self.registry.get(worker.id) is worker:
             self.registry.remove(worker.id)
         self.jobs.pop(worker.id, None)
+        self._release(worker)
+
+    def _release(self, worker: Worker) -> None:
         worker.pool.close()
+        prober = self.probers.get(worker.connection_mode)
+        if prober is not None:
+            self._spawn(prober.close(worker))
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -215,6 +229,40 @@ class WorkerManager:
                 await task
         for worker in self.registry.workers.values():
             worker.pool.close()
+            prober = self.probers.get(worker.connection_mode)
+            if prober is not None:
+                with contextlib.suppress(Exception):
+                    await prober.close(worker)
+
+
+class HttpProber:
+    """HTTP workers: `GET <health endpoint>`, then `GET /v1/models` (when the spec named no models)."""
+
+    def __init__(self, health: HealthConfig) -> None:
+        self.health = health
+
+    async def probe(self, worker: Worker) -> bool:
+        try:
+            status, _ = await fetch(worker.pool, b"GET", self.health.endpoint, worker.host_header,
+                                    headers=_auth(worker), timeout=self.health.timeout_secs)
+            return 200 <= status < 300
+        except UpstreamError:
+            return False
+
+    async def discover(self, worker: Worker) -> None:
+        if worker.spec.models:
+            return
+        try:
+            status, body = await fetch(worker.pool, b"GET", "/v1/models", worker.host_header,
+                                       headers=_auth(worker), timeout=self.health.timeout_secs)
+            if status == 200:
+                data = orjson.loads(body).get("data") or []
+                worker.models = [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        except (UpstreamError, orjson.JSONDecodeError, AttributeError, TypeError):
+            worker.models = []  # a worker that reports no models serves any model
+
+    async def close(self, worker: Worker) -> None:
+        worker.pool.close()
 
 
 def _auth(worker: Worker) -> list[tuple[bytes, bytes]] | None:

@@ -151,6 +151,7 @@ class Worker:
         "api_key",
         "bootstrap_port",
         "breaker",
+        "client",
         "connection_mode",
         "cost",
         "health",
@@ -199,6 +200,8 @@ class Worker:
         self.processed = 0  # selections, for the cache_aware tie-break
         self.pool = UpstreamPool(self.host, self.port, idle_timeout=pool_idle_timeout)
         self.metrics_label = self.url
+        # Connection-mode specific client (the gRPC channel wrapper for grpc:// workers), set by its prober.
+        self.client: Any = None
 
     def is_available(self) -> bool:
         """Routable: Ready and the breaker allows execution."""
