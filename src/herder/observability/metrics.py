@@ -26,13 +26,12 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -117,7 +116,7 @@ class Family(Generic[_C]):
     It is a prometheus_client Collector (`collect`/`describe`), registered in its `Metrics`' registry.
     """
 
-    __slots__ = ("_children", "documentation", "labelnames", "name")
+    __slots__ = ("_children", "_header", "_prefixes", "documentation", "labelnames", "name")
     kind: ClassVar[str]
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> None:
@@ -125,6 +124,9 @@ class Family(Generic[_C]):
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
         self._children: dict[tuple[str, ...], _C] = {}
+        self._prefixes: dict[tuple[str, ...], Any] = {}  # label values -> pre-rendered sample-line prefixes
+        doc = documentation.replace("\\", r"\\").replace("\n", r"\n")
+        self._header = f"# HELP {name} {doc}\n# TYPE {name} {self.kind}\n"
         if not self.labelnames:
             self._children[()] = self._new_child()
 
@@ -153,12 +155,14 @@ class Family(Generic[_C]):
 
     def remove(self, *values: str) -> None:
         self._children.pop(values, None)
+        self._prefixes.pop(values, None)
 
     def remove_matching(self, label: str, value: str) -> None:
         """Drop every series whose `label` equals `value` (e.g. all series of a removed worker)."""
         i = self.labelnames.index(label)
         for key in [k for k in self._children if k[i] == value]:
             del self._children[key]
+            self._prefixes.pop(key, None)
 
     def _empty(self) -> Metric:
         raise NotImplementedError
@@ -175,10 +179,32 @@ class Family(Generic[_C]):
             self._add(family, labels, child)
         return [family]
 
+    def render(self, out: list[str]) -> None:
+        """Append this family's text exposition (byte-identical to prometheus_client's generate_latest of
+        `collect()`, several times faster: label strings are rendered once per series and cached)."""
+        out.append(self._header)
+        prefixes = self._prefixes
+        for labels, child in list(self._children.items()):
+            prefix = prefixes.get(labels)
+            if prefix is None:
+                prefix = prefixes[labels] = self._prefix(labels)
+            self._render_child(out, prefix, child)
+
+    def _prefix(self, labels: tuple[str, ...]) -> Any:
+        return f"{self.name}{_labelstr(self.labelnames, labels)} "
+
+    def _render_child(self, out: list[str], prefix: Any, child: _C) -> None:
+        out.append(f"{prefix}{_fmt(child.value)}\n")  # type: ignore[attr-defined]
+
 
 class CounterFamily(Family[CounterChild]):
     __slots__ = ()
     kind = "counter"
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> None:
+        if not name.endswith("_total"):
+            raise ValueError(f"counter {name!r} must end in _total")  # the exposition relies on it
+        super().__init__(name, documentation, labelnames)
 
     def _new_child(self) -> CounterChild:
         return CounterChild()
@@ -231,6 +257,22 @@ class HistogramFamily(Family[HistogramChild]):
     def _empty(self) -> Metric:
         return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
+    def _prefix(self, labels: tuple[str, ...]) -> tuple[list[str], str, str]:
+        names = (*self.labelnames, "le")
+        buckets = [f"{self.name}_bucket{_labelstr(names, (*labels, le))} " for le in self._le]
+        plain = _labelstr(self.labelnames, labels)
+        return buckets, f"{self.name}_count{plain} ", f"{self.name}_sum{plain} "
+
+    def _render_child(
+        self, out: list[str], prefix: tuple[list[str], str, str], child: HistogramChild
+    ) -> None:
+        buckets, count_prefix, sum_prefix = prefix
+        cumulative = 0
+        for bucket_prefix, n in zip(buckets, list(child.counts), strict=True):
+            cumulative += n
+            out.append(f"{bucket_prefix}{_fmt(cumulative)}\n")
+        out.append(f"{count_prefix}{_fmt(cumulative)}\n{sum_prefix}{_fmt(child.sum)}\n")
+
     def _add(self, family: Metric, labels: tuple[str, ...], child: HistogramChild) -> None:
         cumulative = 0
         buckets: list[tuple[str, float]] = []
@@ -238,6 +280,33 @@ class HistogramFamily(Family[HistogramChild]):
             cumulative += n
             buckets.append((le, cumulative))
         family.add_metric(labels, buckets, child.sum)  # type: ignore[attr-defined]
+
+
+def _fmt(value: float) -> str:
+    """prometheus_client's floatToGoString, without its overhead in the usual range (same output: below 1e6
+    it is repr of the float; NaN fails the comparison and takes the slow path)."""
+    if -math.inf < value < 1e6:
+        return repr(float(value))
+    return floatToGoString(value)
+
+
+def _labelstr(names: Sequence[str], values: Sequence[str]) -> str:
+    """`{a="x",b="y"}` with names sorted and values escaped exactly as generate_latest does."""
+    if not names:
+        return ""
+    pairs = sorted(zip(names, values, strict=True))
+    body = ",".join(
+        '{}="{}"'.format(k, v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")) for k, v in pairs
+    )
+    return "{" + body + "}"
+
+
+def render_text(families: Iterable[Family[Any]]) -> bytes:
+    """The Prometheus text exposition (format 0.0.4) of these families, in order."""
+    out: list[str] = []
+    for family in families:
+        family.render(out)
+    return "".join(out).encode()
 
 
 def _check_bounds(bounds: Sequence[float]) -> tuple[float, ...]:
@@ -592,8 +661,13 @@ class Metrics:
     # -- exposition
 
     def exposition(self) -> bytes:
-        """The Prometheus text exposition of this instance."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition (0.0.4) of this instance; same bytes as
+        `generate_latest(self.registry)`, several times faster (a scrape runs on the event loop)."""
+        return render_text(self.families.values())
+
+    def collect(self) -> Iterable[Metric]:
+        """prometheus_client Collector protocol (used for OpenMetrics output)."""
+        return self.registry.collect()
 
 
 _default: Metrics | None = None

@@ -25,7 +25,7 @@ import contextlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from prometheus_client.exposition import choose_encoder
@@ -48,8 +48,16 @@ _IDLE_TIMEOUT_S = 120.0
 # --------------------------------------------------------------------------------------------- listener
 
 
+class ExpositionSource(Protocol):
+    """What the listener serves: a `Metrics` or a `MultiProcessCollector`."""
+
+    def exposition(self) -> bytes: ...
+
+    def collect(self) -> Iterable[Metric]: ...
+
+
 class _MetricsProtocol(asyncio.Protocol):
-    def __init__(self, source: Any) -> None:
+    def __init__(self, source: ExpositionSource) -> None:
         self._source = source
         self._buf = bytearray()
         self._transport: asyncio.Transport | None = None
@@ -117,7 +125,10 @@ class _MetricsProtocol(asyncio.Protocol):
         else:
             accept = headers.get(b"accept", b"").decode("latin-1")
             encoder, content_type = choose_encoder(accept)
-            body = encoder(self._source)
+            if content_type.startswith("text/plain"):
+                body = self._source.exposition()  # our fast renderer, same bytes as generate_latest
+            else:
+                body = encoder(self._source)  # OpenMetrics through prometheus_client, from collect()
             self._reply(200, body, content_type.encode(), close=close, head_only=method == b"HEAD")
 
     def _reply(
@@ -154,12 +165,12 @@ _REASONS = {
 }
 
 
-async def start_metrics_server(metrics: Metrics | Any, host: str, port: int) -> asyncio.Server:
-    """Serve GET /metrics on (host, port) from the running loop. `metrics` is a `Metrics`, or any collector
-    (`collect()`), e.g. a `MultiProcessCollector`. Port 0 picks a free port (see `server.sockets`)."""
-    source = metrics.registry if isinstance(metrics, Metrics) else metrics
+async def start_metrics_server(metrics: ExpositionSource, host: str, port: int) -> asyncio.Server:
+    """Serve GET /metrics on (host, port) from the running loop. `metrics` is this process's `Metrics`, or a
+    `MultiProcessCollector` in the process that serves a multi-process gateway. Port 0 picks a free port
+    (see `server.sockets`)."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _MetricsProtocol(source), host, port, reuse_address=True)
+    return await loop.create_server(lambda: _MetricsProtocol(metrics), host, port, reuse_address=True)
 
 
 # --------------------------------------------------------------------------------------------- multi-process
@@ -291,3 +302,6 @@ class MultiProcessCollector:
 
     def collect(self) -> Iterable[Metric]:
         return self.merged().registry.collect()
+
+    def exposition(self) -> bytes:
+        return self.merged().exposition()

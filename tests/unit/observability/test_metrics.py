@@ -336,3 +336,42 @@ def test_tokenizer_cache_counters() -> None:
     text = m.exposition().decode()
     assert 'herder_tokenizer_cache_hits_total{cache="l0"} 1.0' in text
     assert 'herder_tokenizer_cache_misses_total{cache="l1"} 2.0' in text
+
+
+def test_counter_names_must_end_in_total() -> None:
+    with pytest.raises(ValueError, match="_total"):
+        CounterFamily("smg_db_items_stored", "no suffix")
+
+
+def test_fast_exposition_is_byte_identical_to_generate_latest() -> None:
+    m = Metrics()
+    tricky = ['a"b', "back\\slash", "new\nline", "ünïcode ✓", "", "{x=1}"]
+    for i, value in enumerate(tricky):
+        m.router(value, "chat", bool(i % 2)).requests.inc(i + 0.5)
+        m.router(value, "chat", False).ttft.observe(10**i / 1000)
+        m.worker(value).requests_active.set(-i)
+    m.http_requests.labels("GET", "/big").inc(12_345_678.9)  # Go-style exponent formatting from 1e6 up
+    m.worker_retry_backoff.labels("1").counts[3] = 2_000_000
+    m.engine["token_usage"].labels("w").set(math.nan)
+    m.engine["gen_throughput"].labels("w").set(math.inf)
+    m.engine["cache_hit_rate"].labels("w").set(1e-9)
+    assert m.exposition() == generate_latest(m.registry)
+    m.remove_worker('a"b')  # cached line prefixes are dropped with their series
+    m.worker('a"b').health.set(1)
+    assert m.exposition() == generate_latest(m.registry)
+
+
+@given(
+    st.lists(
+        st.tuples(st.text(max_size=12), st.floats(allow_nan=True, allow_infinity=True, width=64)),
+        max_size=15,
+    )
+)
+def test_fast_exposition_identical_for_any_labels_and_values(rows: list[tuple[str, float]]) -> None:
+    m = Metrics()
+    for label, value in rows:
+        m.worker_cb_consecutive_failures.labels(label).set(value)
+        m.worker_retries.labels(label, "chat").inc(abs(value) if not math.isnan(value) else 1.0)
+        if math.isfinite(value):
+            m.mcp_tool_duration.labels(label, "search").observe(abs(value))
+    assert m.exposition() == generate_latest(m.registry)

@@ -199,6 +199,28 @@ def test_snapshot_files_from_real_processes(tmp_path: Path) -> None:
     assert b"17.0" in text
 
 
+async def test_listener_serves_the_merged_view(tmp_path: Path) -> None:
+    SnapshotWriter(_process_metrics(2), tmp_path).write()
+    local = _process_metrics(5)
+    collector = MultiProcessCollector(tmp_path, local=local)
+    server = await start_metrics_server(collector, "127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        status, _, body = await _read_response(reader)
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    # Our own snapshot file is superseded by `local`; the only live process is us, so gauges are ours.
+    (sample,) = families["smg_http_requests"].samples
+    assert sample.value == 5
+    (conn,) = families["smg_http_connections_active"].samples
+    assert conn.value == 5
+
+
 async def test_writer_task_writes_periodically_and_on_cancel(tmp_path: Path) -> None:
     metrics = Metrics()
     writer = SnapshotWriter(metrics, tmp_path, interval=0.01)
