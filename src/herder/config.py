@@ -32,6 +32,7 @@ class Option:
     flag: bool = False  # store_true
     minimum: float | None = None
     aliases: tuple[str, ...] = ()
+    append: bool = False  # repeatable flag, each use a list of values (e.g. --prefill URL [PORT])
 
 
 MIB = 1024 * 1024
@@ -101,6 +102,29 @@ OPTIONS: tuple[Option, ...] = (
     Option("prometheus_port", int, 29000, "metrics listener port (0 = off)", minimum=0),
     Option("enable_trace", bool, False, "export OTLP spans", flag=True),
     Option("otlp_traces_endpoint", str, "localhost:4317", "OTLP collector"),
+    # gRPC path: tokenizers, templates, parsers
+    Option("backend", str, None, "runtime hint for grpc:// workers",
+           choices=("sglang", "vllm", "trtllm", "mlx", "tokenspeed", "openai", "anthropic")),
+    Option("model_path", str, None, "model folder (tokenizer and chat template) or HF-style id",
+           aliases=("model",)),
+    Option("tokenizer_path", str, None, "tokenizer folder or file, or a tiktoken encoding name"),
+    Option("chat_template", str, None, "chat template file (overrides the tokenizer's)"),
+    Option("disable_tokenizer_autoload", bool, False, "do not fetch tokenizers from workers", flag=True),
+    Option("tokenizer_cache_enable_l0", bool, False, "exact-match tokenization cache", flag=True),
+    Option("tokenizer_cache_l0_max_entries", int, 10000, "L0 cache entries", minimum=1),
+    Option("tokenizer_cache_l0_max_memory", int, 268435456, "L0 cache bytes", minimum=1),
+    Option("tokenizer_cache_enable_l1", bool, False, "prefix tokenization cache at special tokens", flag=True),
+    Option("tokenizer_cache_l1_max_memory", int, 52428800, "L1 cache bytes", minimum=1),
+    Option("reasoning_parser", str, None, "reasoning parser (default: detected from the model id)"),
+    Option("tool_call_parser", str, None, "tool-call parser (default: detected from the model id)"),
+    # PD disaggregation
+    Option("pd_disaggregation", bool, False, "prefill/decode disaggregation", flag=True),
+    Option("prefill", str, [], "prefill worker: URL [BOOTSTRAP_PORT|none] (repeatable)", nargs="+", append=True),
+    Option("decode", str, [], "decode worker URL (repeatable)", nargs="+", append=True),
+    Option("prefill_policy", str, None, "policy for prefill workers (default --policy)", choices=POLICY_NAMES),
+    Option("decode_policy", str, None, "policy for decode workers (default --policy)", choices=POLICY_NAMES),
+    Option("pd_backend", str, None, "PD flavour: sglang (bootstrap rooms) or vllm (kv_transfer_params)",
+           choices=("sglang", "vllm")),
 )
 
 _BY_NAME: dict[str, Option] = {}
@@ -164,6 +188,24 @@ class GatewayConfig:
     prometheus_port: int = 29000
     enable_trace: bool = False
     otlp_traces_endpoint: str = "localhost:4317"
+    backend: str | None = None
+    model_path: str | None = None
+    tokenizer_path: str | None = None
+    chat_template: str | None = None
+    disable_tokenizer_autoload: bool = False
+    tokenizer_cache_enable_l0: bool = False
+    tokenizer_cache_l0_max_entries: int = 10000
+    tokenizer_cache_l0_max_memory: int = 268435456
+    tokenizer_cache_enable_l1: bool = False
+    tokenizer_cache_l1_max_memory: int = 52428800
+    reasoning_parser: str | None = None
+    tool_call_parser: str | None = None
+    pd_disaggregation: bool = False
+    prefill: list[list[str]] = field(default_factory=list)
+    decode: list[list[str]] = field(default_factory=list)
+    prefill_policy: str | None = None
+    decode_policy: str | None = None
+    pd_backend: str | None = None
 
 
 def _check_consistency() -> None:
@@ -186,6 +228,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["action"] = "store_true"
         else:
             kwargs["type"] = opt.type
+            if opt.append:
+                kwargs["action"] = "append"
             if opt.nargs:
                 kwargs["nargs"] = opt.nargs
             if opt.choices:
@@ -196,6 +240,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _coerce(opt: Option, key: str, value: Any) -> Any:
     if value is None and opt.default is None:
         return None
+    if opt.append:
+        if not isinstance(value, list) or not all(
+                isinstance(item, list) and item and all(isinstance(v, str | int) for v in item) for item in value):
+            raise ConfigError(f"config key '{key}': expected a list of [value, ...] lists")
+        return [[str(v) for v in item] for item in value]
     if opt.nargs:
         if isinstance(value, str):
             value = [value]

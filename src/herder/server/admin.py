@@ -38,6 +38,9 @@ def _body(request: Request) -> Any:
 class AdminRoutes:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
+        # Routes with a path parameter registered by other modules: (prefix, methods); the handler finds the
+        # rest of the path in request.state["params"]["rest"].
+        self.prefix_routes: list[tuple[str, dict[bytes, tuple[Route, bool]]]] = []
 
     def table(self) -> dict[str, dict[bytes, tuple[Route, bool]]]:
         """path -> method -> (handler, requires admin auth)."""
@@ -68,6 +71,9 @@ class AdminRoutes:
                     b"PATCH": (self.patch_worker, True),
                     b"DELETE": (self.delete_worker, True),
                 }, {"id": worker_id}
+        for prefix, methods in self.prefix_routes:
+            if path.startswith(prefix) and len(path) > len(prefix):
+                return methods, {"rest": path[len(prefix):]}
         return None, {}
 
     # -- health and info ------------------------------------------------------------------------------------------
@@ -75,7 +81,7 @@ class AdminRoutes:
         reply.send(200, b"OK", None, b"text/plain")
 
     async def readiness(self, request: Request, reply: Reply) -> None:
-        ready = not self.gw.draining and self.gw.registry.any_ready(("regular",))
+        ready = not self.gw.draining and self.gw.is_ready()
         if ready:
             _json(reply, 200, {"status": "ready"})
         else:

@@ -38,6 +38,14 @@ log = logging.getLogger("herder")
 Route = Callable[[Request, Reply], Awaitable[None]]
 
 
+class Admission(Protocol):
+    """Admission control: `acquire` waits for a token or raises HttpError (429 queue full, 408 timeout)."""
+
+    async def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
 class RouterLike(Protocol):
     """What the gateway hands an inference request to (HttpRouter, the gRPC router, the PD router)."""
 
@@ -117,8 +125,29 @@ class Gateway:
         self.routers: dict[str, RouterLike] = {"http": self.router}
         self._router_cache: dict[str | None, RouterLike] = {}
         self._router_cache_version = -1
+        # Extension points for the paths that plug into the gateway (gRPC, PD): async jobs run at start after
+        # the configured workers registered, and the readiness rule.
+        self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.is_ready: Callable[[], bool] = lambda: self.registry.any_ready(("regular",))
         self.metrics = metrics if metrics is not None else Metrics()
+        self.admission: Admission | None = None
+        if config.max_concurrent_requests > 0:
+            from herder.server.admission import TokenBucketAdmission  # noqa: PLC0415
+
+            self.admission = TokenBucketAdmission(
+                capacity=config.max_concurrent_requests,
+                refill_per_second=config.rate_limit_tokens_per_second,
+                queue_size=config.queue_size,
+                queue_timeout=config.queue_timeout_secs,
+                metrics=self.metrics,
+            )
         self.telemetry = Telemetry(self.metrics, self)
+        from herder.routing.grpc.setup import install as install_grpc  # noqa: PLC0415
+        from herder.routing.pd_setup import install as install_pd  # noqa: PLC0415
+
+        install_grpc(self)
+        install_pd(self)
         self._metrics_server: asyncio.AbstractServer | None = None
         self.metrics_port = 0
 
@@ -141,6 +170,8 @@ class Gateway:
                 for url in cfg.worker_urls]
         if jobs:
             await asyncio.gather(*jobs)
+        for hook in self.startup_hooks:
+            await hook()
         self.manager.start_health_checks()
         if cfg.eviction_interval_secs > 0:
             self._maintenance = asyncio.get_running_loop().create_task(self._maintenance_loop())
@@ -153,6 +184,8 @@ class Gateway:
     async def stop(self, grace: float = 0.0) -> None:
         self.draining = True
         await self.server.stop(grace)
+        for hook in self.shutdown_hooks:
+            await hook()
         if self._metrics_server is not None:
             self._metrics_server.close()
         if self._maintenance is not None:
@@ -197,12 +230,21 @@ class Gateway:
             ctx = build_context(route, request, request_id)
         except HttpError as exc:
             return self._error(reply, exc)
+        admission = self.admission
+        admitted = False
         try:
             self._check_model(ctx.model)
+            if admission is not None:
+                # The token is held until the response body is complete (route returns then) or the client left.
+                await admission.acquire()
+                admitted = True
             await self.router_for(ctx.model).route(ctx, reply)
         except HttpError as exc:
             self._error(reply, exc)
             ctx.error_code = exc.code
+        finally:
+            if admitted:
+                admission.release()  # type: ignore[union-attr]
         self.telemetry.router_end(ctx, reply.status, ctx.error_code)
         return ctx.error_code or ""
 

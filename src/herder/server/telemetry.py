@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
+
+from prometheus_client.metrics_core import Metric
 
 from herder.observability.metrics import CounterChild, Metrics, route_label
 from herder.routing.context import RequestContext, StreamMeter
@@ -185,6 +188,10 @@ class RefreshingSource:
     def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterable[Metric]:
         self.telemetry.refresh_gauges()
         return self.telemetry.metrics.registry.collect()
+
+    def exposition(self) -> bytes:
+        self.telemetry.refresh_gauges()
+        return self.telemetry.metrics.exposition()
