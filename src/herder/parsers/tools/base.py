@@ -465,7 +465,13 @@ class ToolParser(ABC):
             out.status = PENDING
             sc.scan(buf, final, out)
             if events:
-                self._apply(st, events, normal, calls)
+                if len(events) == 1 and events[0][0] == _ARGS and not calls:
+                    # fast path: one more arguments piece of the current call
+                    if st.call_valid:
+                        st.call_has_args = True
+                        calls.append(ToolCallDelta(st.index, None, events[0][1]))
+                else:
+                    self._apply(st, events, normal, calls)
             status = out.status
             if status == PENDING:
                 if not final:

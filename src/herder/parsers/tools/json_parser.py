@@ -74,7 +74,14 @@ class JsonCallObject:
         js = self._js
         js.feed(buf, final)
         if self._sent and self._nmem == len(js.members) and not js.done and not js.error and not final:
-            if self._args_vs >= 0:  # fast path: streaming the arguments object
+            # fast path: streaming the arguments object (the most common state by far)
+            if self._args_ve < 0 and self._emitted >= 0:
+                stop = js.safe
+                if stop > self._emitted:
+                    out.args(buf[self._emitted : stop])
+                    self._emitted = stop
+                return PENDING
+            if self._args_vs >= 0:
                 self._emit_args(buf, out)
                 return PENDING
             if js.member_start < 0:
@@ -191,7 +198,9 @@ class JsonCallsScanner(SectionScanner):
         """Advance the current call object; True when it is complete and scanning goes on."""
         obj = self._obj
         assert obj is not None
-        st = obj.step(buf, final, out)
+        return self._obj_result(obj, obj.step(buf, final, out), out)
+
+    def _obj_result(self, obj: JsonCallObject, st: int, out: ScanOutput) -> bool:
         if st == PENDING:
             return False
         if st == REJECTED:
@@ -207,8 +216,12 @@ class JsonCallsScanner(SectionScanner):
         return True
 
     def scan(self, buf: str, final: bool, out: ScanOutput) -> None:
-        if self._phase == 1 and not self._obj_step(buf, final, out):
-            return
+        if self._phase == 1:
+            obj = self._obj
+            assert obj is not None
+            st = obj.step(buf, final, out)
+            if st == PENDING or not self._obj_result(obj, st, out):
+                return
         n = len(buf)
         while True:
             if self._phase == 0:
