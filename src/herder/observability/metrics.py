@@ -258,9 +258,13 @@ class HistogramFamily(Family[HistogramChild]):
         return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
     def _prefix(self, labels: tuple[str, ...]) -> tuple[list[str], str, str]:
-        names = (*self.labelnames, "le")
-        buckets = [f"{self.name}_bucket{_labelstr(names, (*labels, le))} " for le in self._le]
-        plain = _labelstr(self.labelnames, labels)
+        pairs = _pairs(self.labelnames, labels)
+        plain = "{" + ",".join(pairs) + "}" if pairs else ""
+        # `le` sorts into a fixed place among the label names: render the pairs once, split around it.
+        at = sum(1 for n in self.labelnames if n < "le")
+        head = "".join(p + "," for p in pairs[:at])
+        tail = "".join("," + p for p in pairs[at:])
+        buckets = [f'{self.name}_bucket{{{head}le="{le}"{tail}}} ' for le in self._le]
         return buckets, f"{self.name}_count{plain} ", f"{self.name}_sum{plain} "
 
     def _render_child(
@@ -290,15 +294,17 @@ def _fmt(value: float) -> str:
     return floatToGoString(value)
 
 
+def _pairs(names: Sequence[str], values: Sequence[str]) -> list[str]:
+    """`name="value"` pairs sorted by name, values escaped exactly as generate_latest does."""
+    return [
+        '{}="{}"'.format(k, v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\""))
+        for k, v in sorted(zip(names, values, strict=True))
+    ]
+
+
 def _labelstr(names: Sequence[str], values: Sequence[str]) -> str:
-    """`{a="x",b="y"}` with names sorted and values escaped exactly as generate_latest does."""
-    if not names:
-        return ""
-    pairs = sorted(zip(names, values, strict=True))
-    body = ",".join(
-        '{}="{}"'.format(k, v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")) for k, v in pairs
-    )
-    return "{" + body + "}"
+    """`{a="x",b="y"}` (empty without labels)."""
+    return "{" + ",".join(_pairs(names, values)) + "}" if names else ""
 
 
 def render_text(families: Iterable[Family[Any]]) -> bytes:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Iterable
+from operator import add
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -200,7 +201,7 @@ def merge(into: Metrics, snapshots: Iterable[tuple[Snapshot, bool]]) -> None:
             if family is None:
                 continue  # a metric this build does not define
             for labels_list, state in rows:
-                labels = tuple(str(v) for v in labels_list)
+                labels = tuple(labels_list)  # JSON strings; labels() rejects anything else
                 if len(labels) != len(family.labelnames):
                     continue
                 if isinstance(family, GaugeFamily):
@@ -208,10 +209,9 @@ def merge(into: Metrics, snapshots: Iterable[tuple[Snapshot, bool]]) -> None:
                         gauges.setdefault((name, labels), []).append(float(state))
                 elif isinstance(family, HistogramFamily):
                     hist = family.labels(*labels)
-                    *counts, total = state
-                    if len(counts) == len(hist.counts):  # skip a process that ran with other buckets
-                        hist.counts = [a + int(b) for a, b in zip(hist.counts, counts, strict=True)]
-                        hist.sum += float(total)
+                    if len(state) == len(hist.counts) + 1:  # skip a process that ran with other buckets
+                        hist.counts = list(map(add, hist.counts, state))  # map stops before the sum
+                        hist.sum += float(state[-1])
                 else:
                     family.labels(*labels).inc(float(state))
     for (name, labels), values in gauges.items():
