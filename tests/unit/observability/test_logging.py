@@ -102,12 +102,13 @@ def test_text_format_and_idempotent_setup(tmp_path: Path) -> None:
 
 
 def test_levels_by_name_and_alias() -> None:
-    for name, expected in [
+    cases: list[tuple[str | int, int]] = [
         ("trace", logging.DEBUG),
         ("WARN", logging.WARNING),
         ("error", logging.ERROR),
         (15, 15),
-    ]:
+    ]
+    for name, expected in cases:
         setup_logging(name)
         assert logging.getLogger().level == expected
     with pytest.raises(ValueError, match="unknown log level"):
