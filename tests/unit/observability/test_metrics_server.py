@@ -237,3 +237,14 @@ async def test_writer_task_writes_periodically_and_on_cancel(tmp_path: Path) -> 
     data = orjson.loads(path.read_bytes())
     assert data["smg_http_rate_limit_total"] == [[["allowed"], 5.0]]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+async def test_writer_survives_a_vanished_directory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    writer = SnapshotWriter(Metrics(), tmp_path / "gone", interval=0.01)
+    task = asyncio.create_task(writer.run())
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "metrics snapshot" in caplog.text
