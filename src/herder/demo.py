@@ -114,7 +114,7 @@ async def run_demo(opts: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = _parser().parse_args(list(argv) if argv is not None else None)
-    import uvloop  # noqa: PLC0415
+    import uvloop
 
     with contextlib.suppress(KeyboardInterrupt):
         return int(uvloop.run(run_demo(opts)))

@@ -133,7 +133,7 @@ class Gateway:
         self.metrics = metrics if metrics is not None else Metrics()
         self.admission: Admission | None = None
         if config.max_concurrent_requests > 0:
-            from herder.server.admission import TokenBucketAdmission  # noqa: PLC0415
+            from herder.server.admission import TokenBucketAdmission
 
             self.admission = TokenBucketAdmission(
                 capacity=config.max_concurrent_requests,
@@ -143,8 +143,8 @@ class Gateway:
                 metrics=self.metrics,
             )
         self.telemetry = Telemetry(self.metrics, self)
-        from herder.routing.grpc.setup import install as install_grpc  # noqa: PLC0415
-        from herder.routing.pd_setup import install as install_pd  # noqa: PLC0415
+        from herder.routing.grpc.setup import install as install_grpc
+        from herder.routing.pd_setup import install as install_pd
 
         install_grpc(self)
         install_pd(self)

@@ -329,13 +329,13 @@ class RawJsonArgs:
         if js.done:
             self.end = js.end
             if out is not None:
-                out.args(buf[self.emitted : js.end])
+                out.args(js.slice(buf, self.emitted, js.end))
                 self.emitted = js.end
                 self.emitted_any = True
             return DONE
         stable = js.safe
         if out is not None and stable > self.emitted >= 0:
-            out.args(buf[self.emitted : stable])
+            out.args(js.slice(buf, self.emitted, stable))
             self.emitted = stable
             self.emitted_any = True
         if js.error or final:

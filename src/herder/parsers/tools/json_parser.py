@@ -78,7 +78,7 @@ class JsonCallObject:
             if self._args_ve < 0 and self._emitted >= 0:
                 stop = js.safe
                 if stop > self._emitted:
-                    out.args(buf[self._emitted : stop])
+                    out.args(js.slice(buf, self._emitted, stop))
                     self._emitted = stop
                 return PENDING
             if self._args_vs >= 0:
@@ -99,7 +99,7 @@ class JsonCallObject:
             key, vs, ve = members[self._nmem]
             self._nmem += 1
             if key in spec.name_keys and self.name is None:
-                v = json.loads(buf[vs:ve])
+                v = json.loads(buf[vs:ve], strict=False)
                 if not isinstance(v, str) or not v:
                     if not self._sent:
                         return REJECTED
@@ -143,17 +143,18 @@ class JsonCallObject:
                 self._emitted = vs
             stop = self._args_ve if self._args_ve >= 0 else max(self._js.safe, self._emitted)
             if stop > self._emitted:
-                out.args(buf[self._emitted : stop])
+                out.args(self._js.slice(buf, self._emitted, stop))
                 self._emitted = stop
         elif self._args_ve >= 0:
             self._emitted = -2  # decided once
-            v = json.loads(buf[vs : self._args_ve])
+            v = json.loads(buf[vs : self._args_ve], strict=False)
             if isinstance(v, str):
                 try:
-                    if isinstance(json.loads(v), dict):
-                        out.args(v)
+                    d = json.loads(v, strict=False)
                 except ValueError:
-                    pass
+                    return
+                if isinstance(d, dict):
+                    out.args(json.dumps(d, ensure_ascii=False))
 
 
 class JsonCallsScanner(SectionScanner):

@@ -19,6 +19,9 @@ Public API (stable):
     and the offset where its value starts (-1 while the value has not started).
   * ``members``: completed depth-1 members as ``(key, value_start, value_end)`` tuples.
   * ``depth``: current nesting depth (0 before the root container opens / after it closes).
+  * ``ctrl``: offsets of raw control characters (U+0000-U+001F) met inside strings. They are accepted
+    (models emit raw newlines in code strings) but strict ``json.loads`` rejects them, so re-emit value
+    text with ``slice(text, start, end)``, which escapes them (``\n`` -> ``\\n``).
 
   With ``final=True`` the end of the text terminates a pending number/literal (``{"a": 12`` -> ``12``).
 
@@ -33,13 +36,14 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left
 from typing import Any
 
 __all__ = ["JsonScanner", "find_json_end", "parse_partial", "repair_json"]
 
 # Body of a string: runs of ordinary characters or complete escapes. Stops at '"', at a backslash that
 # does not start a complete valid escape, or at the end of the text.
-_STR_BODY = re.compile(r'(?:[^"\\]+|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*')
+_STR_BODY = re.compile(r'(?:[^"\\\x00-\x1f]+|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*')
 _WS = re.compile(r"[ \t\r\n]*")
 _LITERAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null")
 _LITERAL_CHARS = re.compile(r"[-+.0-9eEa-z]*")
@@ -56,6 +60,7 @@ _COLON = 4
 _COMMA_OR_CLOSE = 5
 
 _CLOSE = {"{": "}", "[": "]"}
+_CTRL_ESCAPES = [json.dumps(chr(c))[1:-1] for c in range(32)]
 
 
 def _match_end(rx: re.Pattern[str], text: str, i: int) -> int:
@@ -81,6 +86,7 @@ class JsonScanner:
         "_key_string",
         "_stack",
         "_string_start",
+        "ctrl",
         "done",
         "end",
         "error",
@@ -111,6 +117,7 @@ class JsonScanner:
         self.root_key: str | None = None
         self.member_start = -1
         self.members: list[tuple[str, int, int]] = []
+        self.ctrl: list[int] = []
 
     @property
     def depth(self) -> int:
@@ -119,6 +126,29 @@ class JsonScanner:
     @property
     def in_string(self) -> bool:
         return self._in_string
+
+    def slice(self, text: str, start: int, end: int) -> str:
+        """``text[start:end]`` with raw control characters inside strings escaped (valid strict JSON).
+
+        Per-character escaping, so slicing a value in pieces and joining them gives the same result
+        as slicing it whole.
+        """
+        ctrl = self.ctrl
+        if not ctrl or ctrl[-1] < start:
+            return text[start:end]
+        lo = bisect_left(ctrl, start)
+        hi = bisect_left(ctrl, end, lo)
+        if lo == hi:
+            return text[start:end]
+        parts: list[str] = []
+        at = start
+        for k in range(lo, hi):
+            c = ctrl[k]
+            parts.append(text[at:c])
+            parts.append(_CTRL_ESCAPES[ord(text[c])])
+            at = c + 1
+        parts.append(text[at:end])
+        return "".join(parts)
 
     def closer(self, skip: int = 0) -> str:
         """Characters closing the value at the current safe point (``skip`` outermost levels left open)."""
@@ -153,12 +183,21 @@ class JsonScanner:
         while i < n:
             if self._in_string:
                 j = _STR_BODY.match(text, i).end()  # type: ignore[union-attr]
+                if j < n and text[j] < " ":
+                    # A raw control character: invalid in strict JSON, but models emit them (raw newlines
+                    # in code). Accepted and remembered, so re-emitted text can escape it (see ``slice``).
+                    self.ctrl.append(j)
+                    i = j + 1
+                    if not self._key_string:
+                        self.safe = i
+                        self.safe_in_string = True
+                    continue
                 if j < n and text[j] == '"':
                     self._in_string = False
                     i = j + 1
                     if self._key_string:
                         if len(stack) == 1:
-                            self.root_key = json.loads(text[self._string_start : i])
+                            self.root_key = json.loads(text[self._string_start : i], strict=False)
                         self._expect = _COLON
                     else:
                         self._value_done(i)
@@ -271,12 +310,12 @@ def repair_json(prefix: str) -> str | None:
     sc = JsonScanner(0)
     sc.feed(prefix, final=True)
     if sc.done:
-        return prefix[sc.value_start : sc.end]
+        return sc.slice(prefix, sc.value_start, sc.end)
     if sc.safe < 0 or sc.value_start < 0:
         return None
     if sc.error and sc.error_pos < sc.safe:
         return None
-    return prefix[sc.value_start : sc.safe] + sc.closer()
+    return sc.slice(prefix, sc.value_start, sc.safe) + sc.closer()
 
 
 def parse_partial(prefix: str) -> Any:
