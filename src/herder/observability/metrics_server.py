@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from operator import add
 from pathlib import Path
 from typing import Any, Protocol
@@ -236,15 +236,25 @@ def prepare_multiprocess_dir(directory: str | os.PathLike[str]) -> Path:
 
 
 class SnapshotWriter:
-    """Publishes one process's metrics to `<directory>/<pid>.metrics.json` every `interval` seconds."""
+    """Publishes one process's metrics to `<directory>/<pid>.metrics.json` every `interval` seconds.
+    `before_write`, if given, runs first (e.g. to mirror registry state into gauges, as a scrape would)."""
 
-    def __init__(self, metrics: Metrics, directory: str | os.PathLike[str], interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        directory: str | os.PathLike[str],
+        interval: float = 1.0,
+        before_write: Callable[[], None] | None = None,
+    ) -> None:
         self.metrics = metrics
         self.directory = Path(directory)
         self.interval = interval
+        self.before_write = before_write
 
     def write(self) -> None:
         """Write the snapshot now (atomically: the reader never sees a half-written file)."""
+        if self.before_write is not None:
+            self.before_write()
         pid = os.getpid()
         final = self.directory / f"{pid}{SNAPSHOT_SUFFIX}"
         tmp = self.directory / f".{pid}.tmp"

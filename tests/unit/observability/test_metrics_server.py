@@ -169,7 +169,11 @@ def test_merge_skips_a_process_with_other_buckets() -> None:
 
 
 def _child_process(directory: str, seed: int) -> None:
-    SnapshotWriter(_process_metrics(seed), directory).write()
+    metrics = _process_metrics(seed)
+    # The hook runs before each write, like a scrape's gauge refresh would.
+    SnapshotWriter(
+        metrics, directory, before_write=lambda: metrics.http_rate_limit.labels("allowed").inc()
+    ).write()
 
 
 def test_snapshot_files_from_real_processes(tmp_path: Path) -> None:
@@ -189,6 +193,7 @@ def test_snapshot_files_from_real_processes(tmp_path: Path) -> None:
     local.http_request("POST", "/v1/chat/completions").count.inc(10)
     merged = collector.merged()
     assert merged.http_requests.labels("POST", "/v1/chat/completions").value == 1 + 2 + 14
+    assert merged.http_rate_limit.labels("allowed").value == 2  # one hook run per child process
     # The children exited, so their gauges are gone; the live local one remains.
     assert merged.http_connections_active.child.value == 4
     text = b"".join(
