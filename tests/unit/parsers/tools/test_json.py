@@ -280,3 +280,16 @@ def test_property_arbitrary_fragments(text: str, sizes: list[int]) -> None:
     for c in one.calls:
         assert isinstance(json.loads(c.arguments), dict)
     assert_same(stream_chunks(JsonToolParser(TOOLS), split(text, sizes)), one)
+
+
+@pytest.mark.parametrize("size", [1, 3, 100])
+def test_raw_control_characters_in_strings_are_escaped(size: int) -> None:
+    # models emit raw newlines/tabs inside JSON strings (code); strict json.loads rejects them, so the
+    # streamed arguments escape them (and a raw control character in a key must not raise)
+    text = '{"name": "f", "arguments": {"code": "def f():\n\treturn 1\n", "k\x01": "\x00", "cut": "a\n'
+    expected = {"code": "def f():\n\treturn 1\n", "k\x01": "\x00", "cut": "a\n"}
+    r = JsonToolParser(TOOLS).parse(text)
+    assert calls_of(r) == [("f", expected)]
+    assert "\n" not in r.calls[0].arguments
+    assert_same(stream_chunks(JsonToolParser(TOOLS), split(text, [size])), r)
+    assert parse_partial('{"a\n": "x\ty') == {"a\n": "x\ty"}

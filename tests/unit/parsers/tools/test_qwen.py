@@ -249,3 +249,11 @@ def test_property_arbitrary_fragments(text: str, sizes: list[int]) -> None:
     for c in one.calls:
         assert isinstance(json.loads(c.arguments), dict)
     assert_same(stream_chunks(QwenToolParser(TOOLS), split(text, sizes)), one)
+
+
+def test_raw_newlines_inside_json_strings() -> None:
+    text = '<tool_call>\n{"name": "f", "arguments": {"code": "for i in x:\n    print(i)\n"}}\n</tool_call>'
+    r = QwenToolParser(TOOLS).parse(text)
+    assert calls_of(r) == [("f", {"code": "for i in x:\n    print(i)\n"})]
+    for size in (1, 2, 7):
+        assert_same(stream_chunks(QwenToolParser(TOOLS), split(text, [size])), r)
