@@ -25,7 +25,7 @@ Results::
     # a family implements:
     new_scanner(marker: str) -> SectionScanner # scanner for a region opened by ``marker``
     # and may override:
-    find_start(buf) -> tuple[int, str] | None  # earliest region start (offset, marker); default: str.find
+    find_start(buf) -> tuple[int, str] | None  # earliest region start (offset, marker); default: regex
     hold_length(buf) -> int                    # suffix to hold back (could start a marker); default: prefixes
 
 How the engine streams (identical for one-shot and streaming, so results never depend on chunking):
@@ -54,13 +54,19 @@ How the engine streams (identical for one-shot and streaming, so results never d
    arguments are not emitted and its text is DROPPED (not returned as normal text) - and it does not use
    up a tool index, so valid calls are numbered 0, 1, 2, ... without gaps.
 4. Deltas of one ``feed`` for the same index are merged (name + first arguments piece in one delta).
+5. A call is committed once its name has been emitted: if its text turns out malformed or truncated
+   later, its arguments are closed at their last safe point (valid JSON) and the region ends there; the
+   rest is normal text again. Before the name, malformed text is returned unchanged as normal text.
+   ``parse``/``feed`` never raise on model output.
 
 Helpers for family scanners: ``RawJsonArgs`` (stream a raw JSON object value), ``held_suffix_len``
 (hold back a partial end marker), ``json_fragment`` (JSON-escape a piece of string content),
 ``aggregate_deltas(deltas)`` (fold streamed deltas into a ``ToolParseResult``; used by ``parse``),
-``stream_chunks(parser, chunks)`` (feed + finish + fold; handy in tests), ``coerce_param`` (schema-driven coercion of a textual parameter value; ``is_string_schema`` tells
-whether a value will stay a string and so can be streamed), ``expect_at(buf, pos, lit, final)``
-(1 = ``lit`` is at ``pos``, 0 = undecided yet (partial at the end), -1 = something else).
+``stream_chunks(parser, chunks)`` (feed + finish + fold; handy in tests), ``coerce_param``
+(schema-driven coercion of a textual parameter value; ``is_string_schema`` tells whether a value will
+stay a string and so can be streamed), ``expect_at(buf, pos, lit, final)`` (1 = ``lit`` is at ``pos``,
+0 = undecided yet (partial at the end), -1 = something else). Raw JSON re-emitted by a scanner must go
+through ``JsonScanner.slice`` (escapes raw control characters inside strings).
 """
 
 from __future__ import annotations
