@@ -35,7 +35,7 @@ def _setup_logging(cfg: GatewayConfig) -> None:
     except ImportError:
         logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return
-    setup_logging(cfg.log_level, json=cfg.log_json, log_dir=cfg.log_dir)
+    setup_logging(cfg.log_level, json=cfg.log_json, log_dir=cfg.log_dir, access_log=cfg.access_log)
 
 
 async def serve(cfg: GatewayConfig) -> int:

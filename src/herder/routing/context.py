@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from typing import Any
@@ -27,6 +28,12 @@ def forwardable_headers(headers: Headers) -> Headers:
         if name == b"authorization" or name.startswith(b"x-") or name in (b"traceparent", b"tracestate"):
             out.append((name, value))
     return out
+
+
+def new_traceparent() -> bytes:
+    """A fresh W3C traceparent (version 00, random trace and span ids, not sampled)."""
+    raw = os.urandom(24).hex().encode()
+    return b"00-" + raw[:32] + b"-" + raw[32:] + b"-00"
 
 
 def _content_text(content: Any) -> str:
@@ -96,7 +103,8 @@ class RequestContext:
                  "model", "parsed", "path", "request_id", "started_at", "stream", "target_worker", "usage_tail")
 
     def __init__(self, *, path: str, endpoint: str, body: bytes, parsed: dict[str, Any], model: str | None,
-                 stream: bool, request_id: bytes, headers: Headers, started_at: float) -> None:
+                 stream: bool, request_id: bytes, headers: Headers, started_at: float,
+                 traceparent: bytes | None = None) -> None:
         self.path = path
         self.endpoint = endpoint
         self.body = body
@@ -116,8 +124,20 @@ class RequestContext:
                 target = value.decode("latin-1").strip()
         self.target_worker = target
         fwd = forwardable_headers(headers)
-        if not any(name == b"x-request-id" for name, _ in fwd):
+        has_id = has_trace = False
+        for name, _ in fwd:
+            if name == b"x-request-id":
+                has_id = True
+            elif name == b"traceparent":
+                has_trace = True
+        if not has_id:
             fwd.append((b"x-request-id", request_id))
+        if traceparent is not None:
+            # The gateway's own span becomes the engines' parent (--enable-trace).
+            fwd = [(n, v) for n, v in fwd if n != b"traceparent"]
+            fwd.append((b"traceparent", traceparent))
+        elif not has_trace:
+            fwd.append((b"traceparent", new_traceparent()))  # start a trace the engines can join
         self.forward = fwd
         self._request_line = b"POST " + path.encode() + b" HTTP/1.1\r\nhost: "
 

@@ -16,8 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from herder.config import GatewayConfig
+from herder.observability.logging import ACCESS_LOG, set_request_id
 from herder.observability.metrics import Metrics
 from herder.observability.metrics_server import start_metrics_server
+from herder.observability.tracing import create_tracer
 from herder.policies import PolicyRegistry, make_policy_factory
 from herder.policies.cache_aware import CacheAwareConfig
 from herder.routing.context import RequestContext
@@ -143,6 +145,7 @@ class Gateway:
                 metrics=self.metrics,
             )
         self.telemetry = Telemetry(self.metrics, self)
+        self.tracer = create_tracer(config.enable_trace, config.otlp_traces_endpoint)
         from herder.routing.grpc.setup import install as install_grpc
         from herder.routing.pd_setup import install as install_pd
 
@@ -188,6 +191,8 @@ class Gateway:
             await hook()
         if self._metrics_server is not None:
             self._metrics_server.close()
+        if self.tracer is not None:
+            self.tracer.shutdown()
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -217,19 +222,33 @@ class Gateway:
         else:
             error_code = await self._other(request, reply)
         tel.http_end(token, reply.status, error_code)
+        if ACCESS_LOG.enabled:
+            ACCESS_LOG.log(request.method.decode(), path, reply.status, tel.elapsed(token),
+                           reply.extra_headers[0][1].decode() if reply.extra_headers else None)
 
     async def _inference(self, route: InferenceRoute, request: Request, reply: Reply) -> str:
         request_id = self._request_id(request, route.id_prefix)
         reply.extra_headers.append((b"x-request-id", request_id))
+        # Each request runs in its own task: the request id is in every log line it emits.
+        set_request_id(request_id.decode("latin-1"))
         if request.method != b"POST":
             return self._error(reply, HttpError(405, errors.METHOD_NOT_ALLOWED,
                                                 f"Method {request.method.decode()} not allowed on {request.path}"))
         if self._api_key is not None and not self._authorized(request, self._api_key):
             return self._error(reply, HttpError(401, errors.UNAUTHORIZED, "Invalid or missing API key"))
+        span = None
+        traceparent = None
+        if self.tracer is not None:
+            span = self.tracer.start_span(f"POST {route.path}", request.header(b"traceparent"),
+                                          {"http.route": route.path, "smg.request_id": request_id.decode()})
+            traceparent = self.tracer.traceparent(span).encode()
         try:
-            ctx = build_context(route, request, request_id)
+            ctx = build_context(route, request, request_id, traceparent)
         except HttpError as exc:
-            return self._error(reply, exc)
+            code = self._error(reply, exc)
+            if span is not None:
+                self.tracer.end_span(span, status_code=reply.status, error=code)  # type: ignore[union-attr]
+            return code
         admission = self.admission
         admitted = False
         try:
@@ -246,6 +265,9 @@ class Gateway:
             if admitted:
                 admission.release()  # type: ignore[union-attr]
         self.telemetry.router_end(ctx, reply.status, ctx.error_code)
+        if span is not None:
+            self.tracer.end_span(span, status_code=reply.status, error=ctx.error_code,  # type: ignore[union-attr]
+                                 attributes={"gen_ai.request.model": ctx.model or ""})
         return ctx.error_code or ""
 
     async def _other(self, request: Request, reply: Reply) -> str:

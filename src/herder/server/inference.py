@@ -138,7 +138,8 @@ def decode_body(request: Request) -> dict[str, Any]:
     return parsed
 
 
-def build_context(route: InferenceRoute, request: Request, request_id: bytes) -> RequestContext:
+def build_context(route: InferenceRoute, request: Request, request_id: bytes,
+                  traceparent: bytes | None = None) -> RequestContext:
     parsed = decode_body(request)
     validate(route.endpoint, parsed)
     model = parsed.get("model")
@@ -152,4 +153,5 @@ def build_context(route: InferenceRoute, request: Request, request_id: bytes) ->
         request_id=request_id,
         headers=request.headers,
         started_at=time.monotonic(),
+        traceparent=traceparent,
     )

@@ -70,6 +70,10 @@ class Telemetry:
         bundle.count.inc()
         return bundle, time.monotonic()
 
+    @staticmethod
+    def elapsed(token: tuple[object, float]) -> float:
+        return time.monotonic() - token[1]
+
     def http_end(self, token: tuple[object, float], status: int, error_code: str) -> None:
         bundle, started = token
         bundle.record(status, error_code, time.monotonic() - started)  # type: ignore[attr-defined]
