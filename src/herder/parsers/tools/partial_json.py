@@ -175,6 +175,13 @@ class JsonScanner:
 
     def feed(self, text: str, final: bool = False) -> None:
         """Scan the characters appended since the previous call (see module docstring)."""
+        if self._in_string and not final and not self._key_string:
+            # fast path: more characters of a value string (the bulk of streamed arguments). After an
+            # error the position sits on the bad escape, which the regex never passes, so no fast path.
+            j = _STR_BODY.match(text, self.pos).end()  # type: ignore[union-attr]
+            if j == len(text):
+                self.pos = self.safe = j
+                return
         if self.done or self.error:
             return
         n = len(text)

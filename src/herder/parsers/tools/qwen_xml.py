@@ -25,7 +25,6 @@ from herder.parsers.tools.base import (
     ToolParser,
     coerce_param,
     expect_at,
-    held_suffix_len,
     is_string_schema,
     json_fragment,
 )
@@ -38,6 +37,7 @@ END_PARAM = "</parameter>"
 END_FUNC = "</function>"
 END_CALL = "</tool_call>"
 _VALUE_TERMS = (END_PARAM, PARAM, END_FUNC, END_CALL)
+_LONGEST_TERM = max(map(len, _VALUE_TERMS))
 _VALUE_END = re.compile("|".join(re.escape(t) for t in _VALUE_TERMS))
 _BODY_NEXT = re.compile("|".join(re.escape(t) for t in (PARAM, END_FUNC, END_CALL)))
 _WS = re.compile(r"\s*")
@@ -163,7 +163,11 @@ class _QwenXmlScanner(SectionScanner):
         if m is None and not final:
             self._pos = max(self._pos, n - len(END_PARAM) + 1)
             if self._string:
-                self._stream(buf, n - held_suffix_len(buf, _VALUE_TERMS, vs), out)
+                # Every terminator starts with its only "<": the held suffix (a terminator prefix) starts
+                # at the last "<" of the tail, if any.
+                k = buf.rfind("<", max(vs, n - _LONGEST_TERM + 1))
+                held = n - k if k >= 0 and any(t.startswith(buf[k:]) for t in _VALUE_TERMS) else 0
+                self._stream(buf, n - held, out)
             return False
         end = m.start() if m else n
         cs = vs + 1 if buf.startswith("\n", vs) and end > vs else vs
