@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import time
 from typing import Any
@@ -30,9 +31,14 @@ def forwardable_headers(headers: Headers) -> Headers:
     return out
 
 
+_rng = random.Random()  # seeded from urandom; reseeded in forked gateway processes
+os.register_at_fork(after_in_child=_rng.seed)
+_getrandbits = _rng.getrandbits  # ids, not secrets
+
+
 def new_traceparent() -> bytes:
     """A fresh W3C traceparent (version 00, random trace and span ids, not sampled)."""
-    raw = os.urandom(24).hex().encode()
+    raw = b"%048x" % _getrandbits(192)
     return b"00-" + raw[:32] + b"-" + raw[32:] + b"-00"
 
 

@@ -20,6 +20,7 @@ from herder.routing.retry import RETRYABLE_STATUSES, RetryConfig
 from herder.server import errors
 from herder.server.errors import HttpError
 from herder.server.http import Reply
+from herder.workers.deadlines import DeadlineSweeper, tick_for
 from herder.workers.pool import Exchange, UpstreamError
 from herder.workers.registry import WorkerRegistry
 from herder.workers.worker import Worker
@@ -59,6 +60,7 @@ class HttpRouter:
         self.stall_timeout = stall_timeout
         self.hooks = hooks or RelayHooks()
         self.on_breaker: Callable[[Worker, bool], None] | None = None
+        self.sweeper = DeadlineSweeper(tick_for(request_timeout, stall_timeout))
 
     def _record(self, worker: Worker, success: bool) -> None:
         """One outcome for the worker's breaker (and the outcome metric)."""
@@ -102,7 +104,7 @@ class HttpRouter:
                     return
                 data = ctx.upstream_request(worker)
                 try:
-                    ex = await worker.pool.request(data, self.request_timeout or None)
+                    ex = await worker.pool.request(data, self.request_timeout or None, self.sweeper)
                 except UpstreamError as exc:
                     self._record(worker, False)
                     status = 504 if exc.timeout else 502
@@ -148,11 +150,10 @@ class HttpRouter:
 
     async def _relay(self, ctx: RequestContext, worker: Worker, ex: Exchange, reply: Reply) -> None:
         """Relay the response; the outcome (for the breaker) is known only when the body is complete."""
-        loop = asyncio.get_running_loop()
         status = ex.status
         content_type = ex.header(b"content-type") or b"application/json"
         headers = [(k, v) for k, v in ex.headers if k not in _DROP_RESPONSE_HEADERS]
-        watch = _Watchdog(loop, ex, self.stall_timeout, self.request_timeout)
+        watch = _Watchdog(self.sweeper, ex, self.stall_timeout, self.request_timeout)
         reply.on_close = watch.client_gone
         if not ex.streaming:
             try:
@@ -221,49 +222,44 @@ class HttpRouter:
 
 
 class _Watchdog:
-    """Stall (silence between chunks) and total-time limits for one relay, plus client-gone handling."""
+    """Stall (silence between chunks) and total-time limits for one relay, plus client-gone handling.
+    Checked by the router's DeadlineSweeper: no timer per request."""
 
-    __slots__ = ("client_left", "deadline", "ex", "last_activity", "loop", "reason", "stall", "timer")
+    __slots__ = ("client_left", "ex", "last_activity", "reason", "stall", "sweeper", "total_deadline")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, ex: Exchange, stall: float, total: float) -> None:
-        self.loop = loop
+    def __init__(self, sweeper: DeadlineSweeper, ex: Exchange, stall: float, total: float) -> None:
+        self.sweeper = sweeper
         self.ex = ex
         self.stall = stall
-        self.deadline = time.monotonic() + total if total else 0.0
-        self.last_activity = time.monotonic()
+        now = time.monotonic()
+        self.total_deadline = now + total if total else 0.0
+        self.last_activity = now
         self.reason: str | None = None
         self.client_left = False
-        self.timer: asyncio.TimerHandle | None = None
-        self._arm()
+        if stall or total:
+            sweeper.add(self)
 
-    def _arm(self) -> None:
-        waits = [w for w in (self.stall, (self.deadline - time.monotonic()) if self.deadline else 0.0) if w > 0]
-        if self.stall or self.deadline:
-            self.timer = self.loop.call_later(max(0.001, min(waits) if waits else 0.001), self._check)
+    @property
+    def deadline(self) -> float:
+        stall_deadline = self.last_activity + self.stall if self.stall else 0.0
+        if stall_deadline and self.total_deadline:
+            return min(stall_deadline, self.total_deadline)
+        return stall_deadline or self.total_deadline
 
-    def _check(self) -> None:
+    def expire(self) -> None:
         now = time.monotonic()
-        if self.deadline and now >= self.deadline:
+        if self.total_deadline and now >= self.total_deadline:
             self.reason = "request timeout exceeded"
-        elif self.stall and now - self.last_activity >= self.stall:
+        else:
             self.reason = f"no data from the worker for {self.stall:g} s"
-        if self.reason is not None:
-            self.timer = None
-            self.ex.abort()
-            return
-        remaining = [self.stall - (now - self.last_activity)] if self.stall else []
-        if self.deadline:
-            remaining.append(self.deadline - now)
-        self.timer = self.loop.call_later(max(0.001, min(remaining)), self._check)
+        self.ex.abort()
 
     def client_gone(self) -> None:
         self.client_left = True
         self.ex.abort()
 
     def cancel(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.sweeper.discard(self)
 
 
 def _pick_target(candidates: list[Worker], target: str) -> Worker | None:

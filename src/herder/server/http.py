@@ -19,6 +19,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
+from time import monotonic
 from typing import Any
 
 import httptools
@@ -239,7 +240,9 @@ class HttpProtocol(asyncio.Protocol):
         self._queue: deque[Request] = deque()
         self._current: Reply | None = None
         self._task: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        # Header-read / idle deadline (monotonic seconds, 0 = none), checked by the server's sweeper: setting a
+        # float per request is far cheaper than a call_later + cancel pair.
+        self.deadline = 0.0
         self._closing = False
 
     # -- connection lifecycle -------------------------------------------------------------------------------
@@ -261,9 +264,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = 0.0
         self.transport = None
         reply = self._current
         if reply is not None:
@@ -314,12 +315,10 @@ class HttpProtocol(asyncio.Protocol):
         await fut
 
     def _arm_timer(self, seconds: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(seconds, self._on_timeout) if seconds > 0 else None
+        self.deadline = monotonic() + seconds if seconds > 0 else 0.0
 
     def _on_timeout(self) -> None:
-        self._timer = None
+        self.deadline = 0.0
         if self.transport is None or self._current is not None:
             return
         if self._in_message:
@@ -434,9 +433,7 @@ class HttpProtocol(asyncio.Protocol):
         if not self._queue or self.transport is None:
             return
         request = self._queue.popleft()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = 0.0
         reply = Reply(self, request.keep_alive and not self.server.draining, request.method == b"HEAD")
         self._current = reply
         self._task = self.loop.create_task(self._run(request, reply))
@@ -520,6 +517,7 @@ class HttpServer:
         self.port = 0
         self.host = ""
         self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.loop = asyncio.get_event_loop()
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False,
@@ -533,6 +531,17 @@ class HttpServer:
         self._server = server
         sockname = server.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
+        self._sweeper = self.loop.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Fire connection deadlines (slow headers, idle keep-alive) at a resolution of a quarter timeout."""
+        limits = [t for t in (self.header_read_timeout, self.idle_timeout) if t > 0]
+        tick = max(0.02, min(1.0, *(t / 4 for t in limits))) if limits else 1.0
+        while True:
+            await asyncio.sleep(tick)
+            now = monotonic()
+            for conn in [c for c in self.connections if c.deadline and c.deadline <= now]:
+                conn._on_timeout()
 
     def in_flight(self) -> int:
         """Requests being answered right now."""
@@ -543,6 +552,9 @@ class HttpServer:
         self.draining = True
         if self._server is not None:
             self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         deadline = self.loop.time() + grace
         while grace > 0 and self.in_flight() and self.loop.time() < deadline:
             await asyncio.sleep(0.05)

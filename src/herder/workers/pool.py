@@ -13,8 +13,11 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
+from time import monotonic
 
 import httptools
+
+from herder.workers.deadlines import DeadlineSweeper
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -31,7 +34,7 @@ class UpstreamError(Exception):
 class Exchange:
     """One upstream request and its response, fed by `UpstreamConnection` callbacks."""
 
-    __slots__ = ("_batch", "_pending", "body_parts", "conn", "done", "got_bytes", "head", "headers",
+    __slots__ = ("_batch", "_pending", "body_parts", "conn", "deadline", "done", "got_bytes", "head", "headers",
                  "sink", "status", "streaming")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -46,6 +49,11 @@ class Exchange:
         self._pending: list[bytes] = []
         self._batch: list[bytes] | None = None
         self.conn: UpstreamConnection | None = None
+        self.deadline = 0.0  # for the response head; see DeadlineSweeper
+
+    def expire(self) -> None:
+        """The head did not arrive in time: fail it and close the connection (the worker sees the abort)."""
+        _head_timeout(self)
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -251,36 +259,51 @@ class UpstreamPool:
         conn.idle_since = time.monotonic()
         self.idle.append(conn)
 
-    async def request(self, data: bytes, timeout: float | None = None) -> Exchange:
+    async def request(self, data: bytes, timeout: float | None = None,
+                      sweeper: DeadlineSweeper | None = None) -> Exchange:
         """Send one serialized request; returns its exchange once the response head arrived.
 
         `timeout` bounds connect + time to the response head (UpstreamError with timeout=True; the connection
-        is closed so the worker sees the request go away). A reused connection that turns out to be closed by
-        the worker before any response byte is retried once on a fresh one (the worker never saw the request).
+        is closed so the worker sees the request go away); with a `sweeper` the deadline is checked by its sweep,
+        else by a timer. A reused connection that turns out to be closed by the worker before any response byte
+        is retried once on a fresh one (the worker never saw the request).
         """
         loop = asyncio.get_running_loop()
+        deadline = monotonic() + timeout if timeout else 0.0
         conn = self._take_idle()
         reused = conn is not None
         if conn is None:
             conn = await self._connect()
+        ex = await self._exchange(loop, conn, data, deadline, sweeper)
+        if ex is None and reused:
+            conn = await self._connect()
+            ex = await self._exchange(loop, conn, data, deadline, sweeper, final=True)
+        assert ex is not None
+        return ex
+
+    async def _exchange(self, loop: asyncio.AbstractEventLoop, conn: UpstreamConnection, data: bytes,
+                        deadline: float, sweeper: DeadlineSweeper | None, final: bool = False) -> Exchange | None:
+        """Start one exchange and wait for its head; None = the reused connection was stale (retry it)."""
         ex = Exchange(loop)
+        ex.deadline = deadline
         conn.start(ex, data)
-        timer = loop.call_later(timeout, _head_timeout, ex) if timeout else None
+        timer = None
+        if deadline:
+            if sweeper is not None:
+                sweeper.add(ex)
+            else:
+                timer = loop.call_at(loop.time() + max(0.0, deadline - monotonic()), _head_timeout, ex)
         try:
             await ex.head
         except UpstreamError as exc:
-            if not (reused and exc.before_response and not exc.timeout):
+            if final or not exc.before_response or exc.timeout:
                 raise
-            conn = await self._connect()
-            ex = Exchange(loop)
-            conn.start(ex, data)
-            if timer is not None:
-                timer.cancel()
-                timer = loop.call_later(timeout, _head_timeout, ex)  # type: ignore[arg-type]
-            await ex.head
+            return None
         finally:
             if timer is not None:
                 timer.cancel()
+            if sweeper is not None:
+                sweeper.discard(ex)
         return ex
 
     def close(self) -> None:

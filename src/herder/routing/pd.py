@@ -1,0 +1,476 @@
+"""The PD (prefill/decode disaggregation) router for HTTP workers (smg-spec 5.1, vLLM flow after 5.2).
+
+Per attempt: the prefill and the decode worker are chosen independently by their own policies; both are leased.
+
+* SGLang: one body with `bootstrap_host/port/room` goes to both legs at once; both heads are awaited (a
+  transport error on either leg aborts the other). The decode response is relayed to the client by the HTTP
+  router's relay (backpressure, stall/total timeouts, client-gone); the prefill response is drained in the
+  background, or read first when logprobs are requested (its `input_token_logprobs` are prepended to the
+  decode's).
+* vLLM (`--pd-backend vllm` or a prefill worker with runtime_type vllm): `pd_vllm.run_vllm`, sequential.
+
+Retries (before any byte reached the client) re-select both workers and mint new rooms. Each leg's breaker
+gets that leg's own outcome (a healthy decode is not blamed for a dead prefill, a small departure from SMG,
+which records the final status on both). A prefill that answers an error status aborts the decode at once
+(the decode would otherwise wait for a bootstrap that never comes). Leases are released exactly once: the
+prefill's when its response is drained, the decode's when the relay ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from herder.observability.metrics import CounterChild, HistogramChild, Metrics
+from herder.policies import PolicyRegistry, RoutingInfo
+from herder.routing.context import RequestContext
+from herder.routing.http import HttpRouter
+from herder.routing.pd_body import (
+    LogprobStreamMerger,
+    inject_bootstrap,
+    merge_json,
+    prefill_logprobs,
+    wants_logprobs,
+)
+from herder.routing.retry import RETRYABLE_STATUSES
+from herder.server import errors
+from herder.server.errors import HttpError
+from herder.server.http import Reply
+from herder.workers.pool import Exchange, UpstreamError, UpstreamPool
+from herder.workers.worker import Worker
+
+log = logging.getLogger("herder.pd")
+
+SERVER_SELECTION_FAILED = "server_selection_failed"
+PD_REQUEST_FAILED = "pd_request_failed"
+
+
+class Lease:
+    """One worker's in-flight load unit for one attempt; `release()` is idempotent (exactly-once)."""
+
+    __slots__ = ("released", "worker")
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.released = False
+        worker.load += 1
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.worker.load -= 1
+
+
+@dataclass(slots=True)
+class Retry:
+    """An attempt that failed before the client saw anything: which leg, the error if it is the last one."""
+
+    failed: Worker
+    error: HttpError
+    retry_after: bytes | None = None
+
+
+@dataclass(slots=True)
+class PdMetrics:
+    """Pre-bound children of the smg_pd_* families for one (model, runtime)."""
+
+    prefill_duration: HistogramChild
+    ttft: HistogramChild
+
+
+class PdTelemetry:
+    """smg_pd_* updates (children bound once per model and runtime)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._bound: dict[tuple[str, str], PdMetrics] = {}
+        self.bootstrap_failures: CounterChild = metrics.pd_bootstrap_failures.child
+        self.kv_transfer_failures: CounterChild = metrics.pd_kv_transfer_failures.child
+
+    def of(self, model: str | None, runtime: str) -> PdMetrics:
+        key = (model or "default", runtime)
+        bound = self._bound.get(key)
+        if bound is None:
+            m = self.metrics
+            bound = self._bound[key] = PdMetrics(m.pd_prefill_duration.labels("pd", key[0], runtime),
+                                                 m.pd_ttft.labels("pd", key[0], runtime))
+        return bound
+
+
+def upstream_bytes(ctx: RequestContext, worker: Worker, body: bytes) -> bytes:
+    """`ctx.upstream_request(worker)` with another body (the PD legs rewrite it)."""
+    parts = [b"POST ", ctx.path.encode(), b" HTTP/1.1\r\nhost: ", worker.host_header,
+             b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % len(body)]
+    api_key = worker.api_key
+    for name, value in ctx.forward:
+        if api_key is not None and name == b"authorization":
+            continue
+        parts.append(name + b": " + value + b"\r\n")
+    if api_key is not None:
+        parts.append(b"authorization: Bearer " + api_key.encode() + b"\r\n")
+    parts.append(b"\r\n")
+    parts.append(body)
+    return b"".join(parts)
+
+
+async def send(pool: UpstreamPool, data: bytes, timeout: float | None, box: list[Exchange]) -> Exchange:
+    """`pool.request`, but the exchange is put in `box` as soon as it exists, so a caller that gives up on
+    this leg (the other leg failed, the client left) can close its connection: the worker sees the request go
+    away instead of running it to the end."""
+    loop = asyncio.get_running_loop()
+    conn = pool._take_idle()
+    reused = conn is not None
+    if conn is None:
+        conn = await pool._connect()
+    for tries in range(2):
+        ex = Exchange(loop)
+        box.append(ex)
+        conn.start(ex, data)
+        timer = loop.call_later(timeout, _head_timeout, ex) if timeout else None
+        try:
+            await ex.head
+            return ex
+        except UpstreamError as exc:
+            # A reused keep-alive socket the worker had closed: it never saw the request; retry once fresh.
+            if tries or not (reused and exc.before_response and not exc.timeout):
+                raise
+        except asyncio.CancelledError:
+            ex.abort()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        conn = await pool._connect()
+    raise AssertionError("unreachable")
+
+
+def _head_timeout(ex: Exchange) -> None:
+    if not ex.head.done():
+        ex.head.set_exception(UpstreamError("worker did not answer in time", before_response=True, timeout=True))
+        ex.abort()
+
+
+def abort_all(box: list[Exchange]) -> None:
+    for ex in box:
+        ex.abort()
+
+
+class TransformedExchange:
+    """An exchange seen through a body transform (the logprob merge), for the HTTP router's relay."""
+
+    __slots__ = ("_body", "_merger", "ex", "on_first")
+
+    def __init__(self, ex: Exchange, prefill: dict[int, list[Any]], on_first: Callable[[], None] | None) -> None:
+        self.ex = ex
+        self._merger = LogprobStreamMerger(prefill)
+        self._body = prefill
+        self.on_first = on_first
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ex, name)
+
+    def body(self) -> bytes:
+        return merge_json(self.ex.body(), self._body)
+
+    def set_sink(self, sink: Callable[[bytes], None]) -> None:
+        merger = self._merger
+
+        def transformed(data: bytes) -> None:
+            if self.on_first is not None:
+                self.on_first()
+                self.on_first = None
+            out = merger.feed(data)
+            if out:
+                sink(out)
+
+        def finished(fut: asyncio.Future[None]) -> None:
+            # Whatever a well-formed stream left unterminated goes out as-is before the relay ends it.
+            if not fut.cancelled() and fut.exception() is None:
+                rest = merger.finish()
+                if rest:
+                    sink(rest)
+
+        self.ex.done.add_done_callback(finished)
+        self.ex.set_sink(transformed)
+
+
+class PdRouter:
+    """Routes inference requests to a prefill + decode pair of HTTP workers."""
+
+    def __init__(self, http: HttpRouter, prefill_policies: PolicyRegistry, decode_policies: PolicyRegistry,
+                 metrics: Metrics, *, backend: str | None = None,
+                 fallback: Callable[[RequestContext], Any] | None = None) -> None:
+        self.http = http
+        self.registry = http.registry
+        self.retry = http.retry
+        self.prefill_policies = prefill_policies
+        self.decode_policies = decode_policies
+        self.backend = backend
+        self.telemetry = PdTelemetry(metrics)
+        # Routes a request whose model has no PD workers (regular or gRPC ones): returns a router or None.
+        self.fallback = fallback
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- selection ------------------------------------------------------------------------------------------------
+    def select_pair(self, model: str | None, info: RoutingInfo, avoid: set[Worker],
+                    ) -> tuple[Worker, Worker]:
+        """The prefill worker by the prefill policy and, independently, the decode worker by the decode
+        policy; workers in `avoid` are skipped while another candidate remains. 503 when a side has none."""
+        prefills = self.registry.available(model, "prefill")
+        decodes = self.registry.available(model, "decode")
+        if avoid:
+            prefills = [w for w in prefills if w not in avoid] or prefills
+            decodes = [w for w in decodes if w not in avoid] or decodes
+        if not prefills or not decodes:
+            side = "prefill" if not prefills else "decode"
+            raise HttpError(503, SERVER_SELECTION_FAILED,
+                            f"No available {side} workers" + (f" for model '{model}'" if model else ""))
+        prefill = self.prefill_policies.get(model, "prefill").select(prefills, info)
+        decode = self.decode_policies.get(model, "decode").select(decodes, info)
+        if prefill is None or decode is None:
+            raise HttpError(503, SERVER_SELECTION_FAILED, "Policy selected no worker")
+        prefill.processed += 1
+        decode.processed += 1
+        return prefill, decode
+
+    def runtime_of(self, prefill: Worker) -> str:
+        if self.backend is not None:
+            return self.backend
+        return "vllm" if prefill.runtime_type == "vllm" else "sglang"
+
+    # -- routing -------------------------------------------------------------------------------------------------
+    async def route(self, ctx: RequestContext, reply: Reply) -> None:
+        if self.fallback is not None and not self.registry.workers_for(ctx.model, "prefill"):
+            other = self.fallback(ctx)
+            if other is not None:
+                await other.route(ctx, reply)
+                return
+        hooks = self.http.hooks
+        info = RoutingInfo(ctx.routing_text, headers=ctx.headers)
+        attempts = self.retry.attempts
+        avoid: set[Worker] = set()
+        for attempt in range(attempts):
+            prefill, decode = self.select_pair(ctx.model, info, avoid)
+            if hooks.on_selected is not None:
+                hooks.on_selected(ctx, prefill)
+                hooks.on_selected(ctx, decode)
+            if reply.closed:
+                return
+            p_lease, d_lease = Lease(prefill), Lease(decode)
+            try:
+                if self.runtime_of(prefill) == "vllm":
+                    from herder.routing.pd_vllm import run_vllm
+
+                    outcome = await run_vllm(self, ctx, reply, p_lease, d_lease)
+                else:
+                    outcome = await self._sglang(ctx, reply, p_lease, d_lease)
+            finally:
+                d_lease.release()
+                if outcome_pending(p_lease):
+                    p_lease.release()
+            if outcome is None:
+                return
+            if hooks.on_attempt_failed is not None:
+                hooks.on_attempt_failed(ctx, outcome.failed, outcome.error.code)
+            if attempt + 1 >= attempts or reply.closed:
+                if attempts > 1 and hooks.on_exhausted is not None:
+                    hooks.on_exhausted(ctx, outcome.failed)
+                raise outcome.error
+            avoid = {outcome.failed}
+            await self.http._backoff(ctx, outcome.failed, attempt, outcome.retry_after)
+
+    def record(self, worker: Worker, success: bool) -> None:
+        self.http._record(worker, success)
+
+    def leg_failed(self, worker: Worker, exc: UpstreamError, leg: str) -> Retry:
+        """A transport failure of one leg: its breaker, and the error the client gets if retries run out."""
+        self.record(worker, False)
+        status = 504 if exc.timeout else 502
+        code = errors.UPSTREAM_TIMEOUT if exc.timeout else PD_REQUEST_FAILED
+        return Retry(worker, HttpError(status, code, f"PD disaggregation request failed: {leg} worker "
+                                                     f"{worker.url}: {exc}"))
+
+    def status_failed(self, worker: Worker, ex: Exchange, leg: str) -> Retry | None:
+        """A retryable error status on one leg: a Retry (breaker failure recorded), else None."""
+        if ex.status not in RETRYABLE_STATUSES:
+            return None
+        self.record(worker, False)
+        if self.http.hooks.on_outcome is not None:
+            self.http.hooks.on_outcome(None, worker, ex.status, None)  # type: ignore[arg-type]
+        retry_after = ex.header(b"retry-after") if ex.status in (429, 503) else None
+        return Retry(worker, HttpError(ex.status, f"{leg}_error",
+                                       f"{leg} worker {worker.url} answered {ex.status}"), retry_after)
+
+    async def _sglang(self, ctx: RequestContext, reply: Reply, p_lease: Lease, d_lease: Lease) -> Retry | None:
+        prefill, decode = p_lease.worker, d_lease.worker
+        body, _rooms = inject_bootstrap(ctx.endpoint, ctx.parsed, prefill.host, prefill.bootstrap_port)
+        pm = self.telemetry.of(ctx.model, "sglang")
+        timeout = self.http.request_timeout or None
+        started = time.monotonic()
+        p_box: list[Exchange] = []
+        d_box: list[Exchange] = []
+        loop = asyncio.get_running_loop()
+        p_task = loop.create_task(send(prefill.pool, upstream_bytes(ctx, prefill, body), timeout, p_box))
+        d_task = loop.create_task(send(decode.pool, upstream_bytes(ctx, decode, body), timeout, d_box))
+        gone = loop.create_future()
+        reply.on_close = lambda: gone.done() or gone.set_result(None)
+        pending: set[asyncio.Future[Any]] = {p_task, d_task}
+        try:
+            while p_task in pending or d_task in pending:
+                done, pending = await asyncio.wait(pending | {gone}, return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(gone)
+                if gone.done():
+                    ctx.error_code = "client_disconnected"
+                    return None
+                for task, worker, leg in ((p_task, prefill, "prefill"), (d_task, decode, "decode")):
+                    if task not in done:
+                        continue
+                    exc = task.exception()
+                    if exc is not None:
+                        if not isinstance(exc, UpstreamError):
+                            raise exc
+                        self.telemetry.bootstrap_failures.inc()
+                        return self.leg_failed(worker, exc, leg)
+                if p_task in done and p_task.result().status >= 400:
+                    # The decode would wait for a KV transfer that never comes: stop it now.
+                    self.telemetry.bootstrap_failures.inc()
+                    p_ex = p_task.result()
+                    retry = self.status_failed(prefill, p_ex, "prefill")
+                    if retry is not None:
+                        return retry
+                    abort_all(d_box)
+                    d_task.cancel()
+                    reply.on_close = None
+                    await self.http._relay(ctx, prefill, p_ex, reply)
+                    return None
+        finally:
+            if reply.on_close is not None and not reply.started:
+                reply.on_close = None
+            if not (p_task.done() and d_task.done() and not gone.done()) or reply.closed:
+                p_task.cancel()
+                d_task.cancel()
+                abort_all(p_box)
+                abort_all(d_box)
+            gone.cancel()
+        p_ex, d_ex = p_task.result(), d_task.result()
+        pm.ttft.observe(time.monotonic() - started) if not d_ex.streaming else None
+        retry = self.status_failed(decode, d_ex, "decode")
+        if retry is not None:
+            d_ex.abort()
+            p_ex.abort()
+            return retry
+        merge: dict[int, list[Any]] | None = None
+        if wants_logprobs(ctx.endpoint, ctx.parsed):
+            merge = await self._read_prefill(ctx, p_lease, p_ex, started, pm)
+        else:
+            self._drain_later(p_lease, p_ex, started, pm)
+        relayed: Any = d_ex
+        if d_ex.streaming:
+            first = lambda: pm.ttft.observe(time.monotonic() - started)  # noqa: E731
+            relayed = TransformedExchange(d_ex, merge or {}, first) if merge is not None else _FirstChunk(d_ex, first)
+        elif merge:
+            relayed = TransformedExchange(d_ex, merge, None)
+        try:
+            await self.http._relay(ctx, decode, relayed, reply)
+        finally:
+            if reply.closed and not reply.done or ctx.error_code == "client_disconnected":
+                p_ex.abort()
+        return None
+
+    async def _read_prefill(self, ctx: RequestContext, lease: Lease, ex: Exchange, started: float,
+                            pm: PdMetrics) -> dict[int, list[Any]]:
+        """Read the whole prefill response (needed for the logprob merge) and release its lease."""
+        parts: list[bytes] = []
+        if ex.streaming:
+            ex.set_sink(parts.append)
+        try:
+            await asyncio.wait_for(asyncio.shield(ex.done), self.http.request_timeout or None)
+        except (UpstreamError, TimeoutError) as exc:
+            ex.abort()
+            self.record(lease.worker, False)
+            log.debug("prefill %s failed while read for logprobs: %s", lease.worker.url, exc)
+            lease.release()
+            return {}
+        pm.prefill_duration.observe(time.monotonic() - started)
+        self.record(lease.worker, ex.status < 400)
+        lease.release()
+        return prefill_logprobs(b"".join(parts) if ex.streaming else ex.body(), ex.streaming)
+
+    def _drain_later(self, lease: Lease, ex: Exchange, started: float, pm: PdMetrics) -> None:
+        """Discard the prefill response in the background; its end releases the prefill lease."""
+        if ex.streaming:
+            ex.set_sink(_discard)
+
+        async def drain() -> None:
+            try:
+                await asyncio.wait_for(asyncio.shield(ex.done), self.http.request_timeout or None)
+                pm.prefill_duration.observe(time.monotonic() - started)
+                self.record(lease.worker, ex.status < 400)
+            except (UpstreamError, TimeoutError):
+                ex.abort()
+                self.record(lease.worker, False)
+            except asyncio.CancelledError:
+                ex.abort()
+                raise
+            finally:
+                lease.release()
+
+        lease.released = False  # released by the drain task, not by route()
+        task = asyncio.get_running_loop().create_task(drain())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        lease_handed_off(lease)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        for task in list(self._background):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class _FirstChunk:
+    """An exchange whose first body chunk is reported (PD TTFT of a stream)."""
+
+    __slots__ = ("ex", "on_first")
+
+    def __init__(self, ex: Exchange, on_first: Callable[[], None]) -> None:
+        self.ex = ex
+        self.on_first: Callable[[], None] | None = on_first
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ex, name)
+
+    def set_sink(self, sink: Callable[[bytes], None]) -> None:
+        def first(data: bytes) -> None:
+            if self.on_first is not None:
+                self.on_first()
+                self.on_first = None
+            sink(data)
+
+        self.ex.set_sink(first)
+
+
+def _discard(data: bytes) -> None:
+    pass
+
+
+# A lease handed to a background drain is marked so route() does not release it too.
+_HANDED_OFF: set[int] = set()
+
+
+def lease_handed_off(lease: Lease) -> None:
+    _HANDED_OFF.add(id(lease))
+
+
+def outcome_pending(lease: Lease) -> bool:
+    """Whether route() still owns the lease (not handed to a background drain)."""
+    if id(lease) in _HANDED_OFF:
+        _HANDED_OFF.discard(id(lease))
+        return False
+    return True
