@@ -74,11 +74,11 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from herder.parsers.tools.partial_json import JsonScanner
+from herder.parsers.tools.partial_json import STRING_LANE_STOP, JsonScanner
 
 __all__ = [
     "RawJsonArgs",
@@ -147,12 +147,26 @@ REJECTED = 2
 class ScanOutput:
     """Collects a scanner's events for one ``scan`` call (see module docstring)."""
 
-    __slots__ = ("end", "events", "status")
+    __slots__ = ("end", "events", "lane_args", "lane_re", "lane_skip", "status")
 
     def __init__(self) -> None:
         self.events: list[tuple[int, str]] = []
         self.status = PENDING
         self.end = 0
+        self.lane_re: re.Pattern[str] | None = None
+        self.lane_args = False
+        self.lane_skip: Callable[[int], None] | None = None
+
+    def lane(self, stop: re.Pattern[str], emit_args: bool, skip: Callable[[int], None]) -> None:
+        """Optional speed-up, declared at the end of a ``scan`` that consumed the whole buffer: until a
+        chunk contains a match of ``stop``, the engine will not call ``scan``; it appends such chunks
+        to the buffer, emits each one verbatim as an arguments piece (``emit_args``) or nothing, and
+        calls ``skip(n)`` (n = characters passed) just before the next ``scan``. Only declare it when
+        that is exactly what ``scan`` would have done for such a chunk (e.g. inside a JSON string with
+        everything emitted: ``stop`` = quote, backslash, control characters)."""
+        self.lane_re = stop
+        self.lane_args = emit_args
+        self.lane_skip = skip
 
     def text(self, s: str) -> None:
         if s:
@@ -344,6 +358,8 @@ class RawJsonArgs:
             out.args(js.slice(buf, self.emitted, stable))
             self.emitted = stable
             self.emitted_any = True
+        if out is not None and not final and stable == self.emitted and js.in_value_string_at_end(buf):
+            out.lane(STRING_LANE_STOP, True, self._skip)
         if js.error or final:
             if out is not None and self.emitted_any:
                 out.args(js.closer())
@@ -354,6 +370,10 @@ class RawJsonArgs:
     @property
     def scanner(self) -> JsonScanner:
         return self._js
+
+    def _skip(self, n: int) -> None:
+        self._js.skip(n)
+        self.emitted += n
 
 
 _MARKER_RES: dict[tuple[str, ...], re.Pattern[str]] = {}
@@ -370,6 +390,10 @@ class _StreamState:
     call_valid: bool = False
     call_has_args: bool = False
     out: ScanOutput = field(default_factory=ScanOutput)
+    lane_re: re.Pattern[str] | None = None  # see ScanOutput.lane
+    lane_args: bool = False
+    lane_skip: Callable[[int], None] | None = None
+    lane_pending: int = 0
 
 
 class ToolParser(ABC):
@@ -436,6 +460,17 @@ class ToolParser(ABC):
     def _run(self, st: _StreamState, chunk: str, final: bool) -> ToolStreamDelta:
         buf = st.buf
         sc = st.scanner
+        lane = st.lane_re
+        if lane is not None and not final and lane.search(chunk) is None:
+            # Lane fast path (ScanOutput.lane): the scanner said such a chunk changes nothing else.
+            st.buf = ""
+            buf += chunk
+            st.buf = buf
+            st.lane_pending += len(chunk)
+            if st.lane_args and st.call_valid and chunk:
+                st.call_has_args = True
+                return ToolStreamDelta("", [ToolCallDelta(st.index, None, chunk)])
+            return ToolStreamDelta("", [])
         if sc is None and not buf and not final:
             # Fast path: plain text that cannot contain (the start of) a start marker.
             firsts = _FIRST_CHARS.get(self.start_markers)
@@ -469,6 +504,13 @@ class ToolParser(ABC):
                 st.section_named = False
             events.clear()
             out.status = PENDING
+            if st.lane_re is not None:
+                st.lane_re = None
+                if st.lane_pending:
+                    assert st.lane_skip is not None
+                    st.lane_skip(st.lane_pending)
+                    st.lane_pending = 0
+            out.lane_re = None
             sc.scan(buf, final, out)
             if events:
                 if len(events) == 1 and events[0][0] == _ARGS and not calls:
@@ -481,6 +523,10 @@ class ToolParser(ABC):
             status = out.status
             if status == PENDING:
                 if not final:
+                    if out.lane_re is not None:
+                        st.lane_re = out.lane_re
+                        st.lane_args = out.lane_args
+                        st.lane_skip = out.lane_skip
                     break
                 # Defensive: a scanner must finish at the end; drop what it did not claim.
                 status = DONE if st.section_named else REJECTED

@@ -24,7 +24,7 @@ from herder.parsers.tools.base import (
     SectionScanner,
     ToolParser,
 )
-from herder.parsers.tools.partial_json import JsonScanner
+from herder.parsers.tools.partial_json import STRING_LANE_STOP, JsonScanner
 
 __all__ = ["BROKEN", "CallSpec", "JsonCallObject", "JsonCallsScanner", "JsonToolParser"]
 
@@ -80,6 +80,8 @@ class JsonCallObject:
                 if stop > self._emitted:
                     out.args(js.slice(buf, self._emitted, stop))
                     self._emitted = stop
+                if stop == js.pos and js.in_value_string_at_end(buf):
+                    out.lane(STRING_LANE_STOP, True, self._skip)
                 return PENDING
             if self._args_vs >= 0:
                 self._emit_args(buf, out)
@@ -133,6 +135,10 @@ class JsonCallObject:
             self.end = js.error_pos if js.error else len(buf)
             return BROKEN
         return PENDING
+
+    def _skip(self, n: int) -> None:
+        self._js.skip(n)
+        self._emitted += n
 
     def _emit_args(self, buf: str, out: ScanOutput) -> None:
         vs = self._args_vs

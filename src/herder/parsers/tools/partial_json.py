@@ -39,7 +39,7 @@ import re
 from bisect import bisect_left
 from typing import Any
 
-__all__ = ["JsonScanner", "find_json_end", "parse_partial", "repair_json"]
+__all__ = ["STRING_LANE_STOP", "JsonScanner", "find_json_end", "parse_partial", "repair_json"]
 
 # Body of a string: runs of ordinary characters or complete escapes. Stops at '"', at a backslash that
 # does not start a complete valid escape, or at the end of the text.
@@ -60,6 +60,8 @@ _COLON = 4
 _COMMA_OR_CLOSE = 5
 
 _CLOSE = {"{": "}", "[": "]"}
+# Characters that can end or change a JSON string; anything else is plain string content.
+STRING_LANE_STOP = re.compile(r'["\\\x00-\x1f]')
 _CTRL_ESCAPES = [json.dumps(chr(c))[1:-1] for c in range(32)]
 
 
@@ -126,6 +128,16 @@ class JsonScanner:
     @property
     def in_string(self) -> bool:
         return self._in_string
+
+    def in_value_string_at_end(self, text: str) -> bool:
+        """True when every character of ``text`` is consumed and a value (not key) string is open."""
+        return self._in_string and not self._key_string and self.pos == len(text) and not self.error
+
+    def skip(self, n: int) -> None:
+        """Account for ``n`` more plain string characters (no quote, backslash or control character)
+        appended to the open value string without ``feed`` (see ``in_value_string_at_end``)."""
+        self.pos += n
+        self.safe = self.pos
 
     def slice(self, text: str, start: int, end: int) -> str:
         """``text[start:end]`` with raw control characters inside strings escaped (valid strict JSON).

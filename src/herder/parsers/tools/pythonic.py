@@ -28,6 +28,8 @@ _DQ = re.compile(r'(?:[^"\\\n]|\\.)*', re.S)
 _TSQ = re.compile(r"(?:[^'\\]|\\.|'(?=[^']|'[^']))*", re.S)
 _TDQ = re.compile(r'(?:[^"\\]|\\.|"(?=[^"]|"[^"]))*', re.S)
 _BODIES = {"'": _SQ, '"': _DQ, "'''": _TSQ, '"""': _TDQ}
+# Inside a string, a chunk without these characters changes nothing but the position (ScanOutput.lane).
+_LANES = {"'": re.compile(r"['\\\n]"), '"': re.compile(r'["\\\n]')}
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 PENDING = -1
@@ -47,6 +49,10 @@ class PyBracketScanner:
         self.pos = start
         self.depth = 0
         self.quote = ""
+
+    def skip(self, n: int) -> None:
+        """Account for ``n`` plain characters appended inside the open string without ``feed``."""
+        self.pos += n
 
     def feed(self, buf: str, final: bool) -> int:
         n = len(buf)
@@ -174,8 +180,11 @@ class PyListScanner(SectionScanner):
                     return
                 self._item_start = p
                 self._body = PyBracketScanner(b)
-            end = self._body.feed(buf, final)
+            body = self._body
+            end = body.feed(buf, final)
             if end == PENDING:
+                if body.quote and body.pos == n:
+                    out.lane(_LANES[body.quote[0]], False, body.skip)
                 return
             item = self.parse_item(buf[self._item_start : end]) if end >= 0 else None
             if item is None:

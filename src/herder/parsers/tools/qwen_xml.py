@@ -37,6 +37,8 @@ END_PARAM = "</parameter>"
 END_FUNC = "</function>"
 END_CALL = "</tool_call>"
 _VALUE_TERMS = (END_PARAM, PARAM, END_FUNC, END_CALL)
+# A chunk without these characters is plain string-value content: emitted verbatim (see ScanOutput.lane).
+_STRING_LANE_STOP = re.compile(r'[<\n"\\\x00-\x1f]')
 _LONGEST_TERM = max(map(len, _VALUE_TERMS))
 _VALUE_END = re.compile("|".join(re.escape(t) for t in _VALUE_TERMS))
 _BODY_NEXT = re.compile("|".join(re.escape(t) for t in (PARAM, END_FUNC, END_CALL)))
@@ -168,6 +170,8 @@ class _QwenXmlScanner(SectionScanner):
                 k = buf.rfind("<", max(vs, n - _LONGEST_TERM + 1))
                 held = n - k if k >= 0 and any(t.startswith(buf[k:]) for t in _VALUE_TERMS) else 0
                 self._stream(buf, n - held, out)
+                if self._vemit == n:
+                    out.lane(_STRING_LANE_STOP, True, self._skip)
             return False
         end = m.start() if m else n
         cs = vs + 1 if buf.startswith("\n", vs) and end > vs else vs
@@ -186,6 +190,9 @@ class _QwenXmlScanner(SectionScanner):
         self._pos = m.end() if m.group() == END_PARAM else m.start()
         self._state = _BODY
         return True
+
+    def _skip(self, n: int) -> None:
+        self._vemit += n
 
     def _stream(self, buf: str, stop: int, out: ScanOutput) -> None:
         vs = self._vstart

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from herder.parsers.tools.base import ToolParseResult, stream_chunks
+from herder.parsers.tools.base import ToolParseResult, aggregate_deltas, stream_chunks
 from herder.parsers.tools.qwen import QwenToolParser
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -257,3 +257,14 @@ def test_raw_newlines_inside_json_strings() -> None:
     assert calls_of(r) == [("f", {"code": "for i in x:\n    print(i)\n"})]
     for size in (1, 2, 7):
         assert_same(stream_chunks(QwenToolParser(TOOLS), split(text, [size])), r)
+
+
+def test_long_string_of_skipped_call_emits_nothing() -> None:
+    # plain string content takes the engine's fast lane; a skipped (unknown) call must still emit nothing
+    text = block("nope", {"s": "plain words " * 50}) + block("f", {"s": "more plain words " * 20})
+    p = QwenToolParser(TOOLS)
+    deltas = [p.feed(c) for c in split(text, [4])] + [p.finish()]
+    assert {c.index for d in deltas for c in d.calls} == {0}
+    r = aggregate_deltas(deltas)
+    assert calls_of(r) == [("f", {"s": "more plain words " * 20})]
+    assert r.normal_text == ""
