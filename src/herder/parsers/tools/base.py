@@ -46,6 +46,9 @@ How the engine streams (identical for one-shot and streaming, so results never d
    * ``out.reject(n)``    not a tool call after all: ``buf[:n]`` becomes normal text (n >= 1), scanning
                           resumes at ``buf[n:]``. Only allowed before the region's first ``name``.
    * nothing              need more text.
+   * ``out.lane(stop, emit_args, skip)``  optional speed-up (see ``ScanOutput.lane``): while chunks
+                          contain no ``stop`` match, the engine passes them through without calling
+                          ``scan`` (``RawJsonArgs`` and the JSON call scanner declare it inside strings).
 
    With ``final=True`` a scanner MUST finish or reject, closing any open call with repaired arguments
    (see ``RawJsonArgs`` / ``partial_json.JsonScanner.closer``). Decisions must depend only on the text
