@@ -53,11 +53,12 @@ PD_REQUEST_FAILED = "pd_request_failed"
 class Lease:
     """One worker's in-flight load unit for one attempt; `release()` is idempotent (exactly-once)."""
 
-    __slots__ = ("released", "worker")
+    __slots__ = ("background", "released", "worker")
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.released = False
+        self.background = False  # handed to a background drain, which releases it
         worker.load += 1
 
     def release(self) -> None:
@@ -97,15 +98,21 @@ class PdTelemetry:
         bound = self._bound.get(key)
         if bound is None:
             m = self.metrics
-            bound = self._bound[key] = PdMetrics(m.pd_prefill_duration.labels("pd", key[0], runtime),
-                                                 m.pd_ttft.labels("pd", key[0], runtime))
+            bound = self._bound[key] = PdMetrics(
+                m.pd_prefill_duration.labels("pd", key[0], runtime), m.pd_ttft.labels("pd", key[0], runtime)
+            )
         return bound
 
 
 def upstream_bytes(ctx: RequestContext, worker: Worker, body: bytes) -> bytes:
     """`ctx.upstream_request(worker)` with another body (the PD legs rewrite it)."""
-    parts = [b"POST ", ctx.path.encode(), b" HTTP/1.1\r\nhost: ", worker.host_header,
-             b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % len(body)]
+    parts = [
+        b"POST ",
+        ctx.path.encode(),
+        b" HTTP/1.1\r\nhost: ",
+        worker.host_header,
+        b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % len(body),
+    ]
     api_key = worker.api_key
     for name, value in ctx.forward:
         if api_key is not None and name == b"authorization":
@@ -151,7 +158,9 @@ async def send(pool: UpstreamPool, data: bytes, timeout: float | None, box: list
 
 def _head_timeout(ex: Exchange) -> None:
     if not ex.head.done():
-        ex.head.set_exception(UpstreamError("worker did not answer in time", before_response=True, timeout=True))
+        ex.head.set_exception(
+            UpstreamError("worker did not answer in time", before_response=True, timeout=True)
+        )
         ex.abort()
 
 
@@ -165,7 +174,9 @@ class TransformedExchange:
 
     __slots__ = ("_body", "_merger", "ex", "on_first")
 
-    def __init__(self, ex: Exchange, prefill: dict[int, list[Any]], on_first: Callable[[], None] | None) -> None:
+    def __init__(
+        self, ex: Exchange, prefill: dict[int, list[Any]], on_first: Callable[[], None] | None
+    ) -> None:
         self.ex = ex
         self._merger = LogprobStreamMerger(prefill)
         self._body = prefill
@@ -202,9 +213,16 @@ class TransformedExchange:
 class PdRouter:
     """Routes inference requests to a prefill + decode pair of HTTP workers."""
 
-    def __init__(self, http: HttpRouter, prefill_policies: PolicyRegistry, decode_policies: PolicyRegistry,
-                 metrics: Metrics, *, backend: str | None = None,
-                 fallback: Callable[[RequestContext], Any] | None = None) -> None:
+    def __init__(
+        self,
+        http: HttpRouter,
+        prefill_policies: PolicyRegistry,
+        decode_policies: PolicyRegistry,
+        metrics: Metrics,
+        *,
+        backend: str | None = None,
+        fallback: Callable[[RequestContext], Any] | None = None,
+    ) -> None:
         self.http = http
         self.registry = http.registry
         self.retry = http.retry
@@ -217,8 +235,12 @@ class PdRouter:
         self._background: set[asyncio.Task[None]] = set()
 
     # -- selection ------------------------------------------------------------------------------------------------
-    def select_pair(self, model: str | None, info: RoutingInfo, avoid: set[Worker],
-                    ) -> tuple[Worker, Worker]:
+    def select_pair(
+        self,
+        model: str | None,
+        info: RoutingInfo,
+        avoid: set[Worker],
+    ) -> tuple[Worker, Worker]:
         """The prefill worker by the prefill policy and, independently, the decode worker by the decode
         policy; workers in `avoid` are skipped while another candidate remains. 503 when a side has none."""
         prefills = self.registry.available(model, "prefill")
@@ -228,8 +250,11 @@ class PdRouter:
             decodes = [w for w in decodes if w not in avoid] or decodes
         if not prefills or not decodes:
             side = "prefill" if not prefills else "decode"
-            raise HttpError(503, SERVER_SELECTION_FAILED,
-                            f"No available {side} workers" + (f" for model '{model}'" if model else ""))
+            raise HttpError(
+                503,
+                SERVER_SELECTION_FAILED,
+                f"No available {side} workers" + (f" for model '{model}'" if model else ""),
+            )
         prefill = self.prefill_policies.get(model, "prefill").select(prefills, info)
         decode = self.decode_policies.get(model, "decode").select(decodes, info)
         if prefill is None or decode is None:
@@ -271,7 +296,7 @@ class PdRouter:
                     outcome = await self._sglang(ctx, reply, p_lease, d_lease)
             finally:
                 d_lease.release()
-                if outcome_pending(p_lease):
+                if not p_lease.background:
                     p_lease.release()
             if outcome is None:
                 return
@@ -292,21 +317,28 @@ class PdRouter:
         self.record(worker, False)
         status = 504 if exc.timeout else 502
         code = errors.UPSTREAM_TIMEOUT if exc.timeout else PD_REQUEST_FAILED
-        return Retry(worker, HttpError(status, code, f"PD disaggregation request failed: {leg} worker "
-                                                     f"{worker.url}: {exc}"))
+        return Retry(
+            worker,
+            HttpError(status, code, f"PD disaggregation request failed: {leg} worker {worker.url}: {exc}"),
+        )
 
-    def status_failed(self, worker: Worker, ex: Exchange, leg: str) -> Retry | None:
+    def status_failed(self, ctx: RequestContext, worker: Worker, ex: Exchange, leg: str) -> Retry | None:
         """A retryable error status on one leg: a Retry (breaker failure recorded), else None."""
         if ex.status not in RETRYABLE_STATUSES:
             return None
         self.record(worker, False)
         if self.http.hooks.on_outcome is not None:
-            self.http.hooks.on_outcome(None, worker, ex.status, None)  # type: ignore[arg-type]
+            self.http.hooks.on_outcome(ctx, worker, ex.status, None)
         retry_after = ex.header(b"retry-after") if ex.status in (429, 503) else None
-        return Retry(worker, HttpError(ex.status, f"{leg}_error",
-                                       f"{leg} worker {worker.url} answered {ex.status}"), retry_after)
+        return Retry(
+            worker,
+            HttpError(ex.status, f"{leg}_error", f"{leg} worker {worker.url} answered {ex.status}"),
+            retry_after,
+        )
 
-    async def _sglang(self, ctx: RequestContext, reply: Reply, p_lease: Lease, d_lease: Lease) -> Retry | None:
+    async def _sglang(
+        self, ctx: RequestContext, reply: Reply, p_lease: Lease, d_lease: Lease
+    ) -> Retry | None:
         prefill, decode = p_lease.worker, d_lease.worker
         body, _rooms = inject_bootstrap(ctx.endpoint, ctx.parsed, prefill.host, prefill.bootstrap_port)
         pm = self.telemetry.of(ctx.model, "sglang")
@@ -317,73 +349,97 @@ class PdRouter:
         loop = asyncio.get_running_loop()
         p_task = loop.create_task(send(prefill.pool, upstream_bytes(ctx, prefill, body), timeout, p_box))
         d_task = loop.create_task(send(decode.pool, upstream_bytes(ctx, decode, body), timeout, d_box))
+
+        def stop_both() -> None:
+            p_task.cancel()
+            d_task.cancel()
+            abort_all(p_box)
+            abort_all(d_box)
+
         gone = loop.create_future()
-        reply.on_close = lambda: gone.done() or gone.set_result(None)
-        pending: set[asyncio.Future[Any]] = {p_task, d_task}
+        reply.on_close = lambda: None if gone.done() else gone.set_result(None)
         try:
-            while p_task in pending or d_task in pending:
-                done, pending = await asyncio.wait(pending | {gone}, return_when=asyncio.FIRST_COMPLETED)
-                pending.discard(gone)
+            pending: set[asyncio.Future[Any]] = {p_task, d_task}
+            while pending:
+                done, _ = await asyncio.wait(pending | {gone}, return_when=asyncio.FIRST_COMPLETED)
+                pending -= done
                 if gone.done():
+                    stop_both()
                     ctx.error_code = "client_disconnected"
                     return None
                 for task, worker, leg in ((p_task, prefill, "prefill"), (d_task, decode, "decode")):
-                    if task not in done:
-                        continue
-                    exc = task.exception()
+                    exc = task.exception() if task in done else None
                     if exc is not None:
+                        stop_both()
                         if not isinstance(exc, UpstreamError):
                             raise exc
+                        # The pair cannot complete its KV handoff: the other leg is cancelled too.
                         self.telemetry.bootstrap_failures.inc()
                         return self.leg_failed(worker, exc, leg)
                 if p_task in done and p_task.result().status >= 400:
                     # The decode would wait for a KV transfer that never comes: stop it now.
                     self.telemetry.bootstrap_failures.inc()
                     p_ex = p_task.result()
-                    retry = self.status_failed(prefill, p_ex, "prefill")
-                    if retry is not None:
-                        return retry
-                    abort_all(d_box)
                     d_task.cancel()
+                    abort_all(d_box)
+                    retry = self.status_failed(ctx, prefill, p_ex, "prefill")
+                    if retry is not None:
+                        p_ex.abort()
+                        return retry
                     reply.on_close = None
                     await self.http._relay(ctx, prefill, p_ex, reply)
+                    p_lease.release()
                     return None
+        except BaseException:
+            stop_both()
+            raise
         finally:
-            if reply.on_close is not None and not reply.started:
-                reply.on_close = None
-            if not (p_task.done() and d_task.done() and not gone.done()) or reply.closed:
-                p_task.cancel()
-                d_task.cancel()
-                abort_all(p_box)
-                abort_all(d_box)
             gone.cancel()
+            if not reply.started:
+                reply.on_close = None
         p_ex, d_ex = p_task.result(), d_task.result()
-        pm.ttft.observe(time.monotonic() - started) if not d_ex.streaming else None
-        retry = self.status_failed(decode, d_ex, "decode")
+        if not d_ex.streaming:
+            pm.ttft.observe(time.monotonic() - started)
+        retry = self.status_failed(ctx, decode, d_ex, "decode")
         if retry is not None:
             d_ex.abort()
             p_ex.abort()
             return retry
         merge: dict[int, list[Any]] | None = None
         if wants_logprobs(ctx.endpoint, ctx.parsed):
-            merge = await self._read_prefill(ctx, p_lease, p_ex, started, pm)
+
+            def both_gone() -> None:
+                p_ex.abort()
+                d_ex.abort()
+
+            reply.on_close = both_gone
+            merge = await self._read_prefill(p_lease, p_ex, started, pm)
+            reply.on_close = None
+            if reply.closed:
+                d_ex.abort()
+                ctx.error_code = "client_disconnected"
+                return None
         else:
             self._drain_later(p_lease, p_ex, started, pm)
         relayed: Any = d_ex
         if d_ex.streaming:
-            first = lambda: pm.ttft.observe(time.monotonic() - started)  # noqa: E731
-            relayed = TransformedExchange(d_ex, merge or {}, first) if merge is not None else _FirstChunk(d_ex, first)
+
+            def first() -> None:
+                pm.ttft.observe(time.monotonic() - started)
+
+            relayed = TransformedExchange(d_ex, merge, first) if merge else _FirstChunk(d_ex, first)
         elif merge:
             relayed = TransformedExchange(d_ex, merge, None)
         try:
             await self.http._relay(ctx, decode, relayed, reply)
         finally:
-            if reply.closed and not reply.done or ctx.error_code == "client_disconnected":
-                p_ex.abort()
+            if ctx.error_code == "client_disconnected":
+                p_ex.abort()  # disconnect closes both legs
         return None
 
-    async def _read_prefill(self, ctx: RequestContext, lease: Lease, ex: Exchange, started: float,
-                            pm: PdMetrics) -> dict[int, list[Any]]:
+    async def _read_prefill(
+        self, lease: Lease, ex: Exchange, started: float, pm: PdMetrics
+    ) -> dict[int, list[Any]]:
         """Read the whole prefill response (needed for the logprob merge) and release its lease."""
         parts: list[bytes] = []
         if ex.streaming:
@@ -420,11 +476,10 @@ class PdRouter:
             finally:
                 lease.release()
 
-        lease.released = False  # released by the drain task, not by route()
+        lease.background = True
         task = asyncio.get_running_loop().create_task(drain())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        lease_handed_off(lease)
 
     async def close(self) -> None:
         for task in list(self._background):
@@ -458,19 +513,3 @@ class _FirstChunk:
 
 def _discard(data: bytes) -> None:
     pass
-
-
-# A lease handed to a background drain is marked so route() does not release it too.
-_HANDED_OFF: set[int] = set()
-
-
-def lease_handed_off(lease: Lease) -> None:
-    _HANDED_OFF.add(id(lease))
-
-
-def outcome_pending(lease: Lease) -> bool:
-    """Whether route() still owns the lease (not handed to a background drain)."""
-    if id(lease) in _HANDED_OFF:
-        _HANDED_OFF.discard(id(lease))
-        return False
-    return True

@@ -69,7 +69,9 @@ def wants_logprobs(endpoint: str, body: dict[str, Any]) -> bool:
     return value is not None and value is not False
 
 
-def inject_bootstrap(endpoint: str, body: dict[str, Any], host: str, port: int | None) -> tuple[bytes, list[int]]:
+def inject_bootstrap(
+    endpoint: str, body: dict[str, Any], host: str, port: int | None
+) -> tuple[bytes, list[int]]:
     """The SGLang PD body (serialized once, sent to both legs) and the rooms it carries, in item order."""
     count = item_count(endpoint, body)
     out = dict(body)
@@ -219,7 +221,7 @@ class LogprobStreamMerger:
         if end < 0:
             self._buf = data
             return b""
-        self._buf = data[end + 2:]
+        self._buf = data[end + 2 :]
         whole = data[: end + 2]
         if b'"input_token_logprobs"' not in whole:
             return whole
