@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -38,8 +39,9 @@ def _setup_logging(cfg: GatewayConfig) -> None:
     setup_logging(cfg.log_level, json=cfg.log_json, log_dir=cfg.log_dir, access_log=cfg.access_log)
 
 
-async def serve(cfg: GatewayConfig) -> int:
-    """Run one gateway process until SIGINT/SIGTERM; drain in-flight requests for the grace period."""
+async def serve(cfg: GatewayConfig, metrics_dir: str | None = None) -> int:
+    """Run one gateway process until SIGINT/SIGTERM; drain in-flight requests for the grace period.
+    With `metrics_dir` (a child of --workers N) it publishes metric snapshots for the supervisor."""
     from herder.server.app import Gateway
 
     gateway = Gateway(cfg)
@@ -48,11 +50,21 @@ async def serve(cfg: GatewayConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await gateway.start(reuse_port=cfg.workers > 1)
+    writer_task = None
+    if metrics_dir is not None:
+        from herder.observability.metrics_server import SnapshotWriter
+
+        writer = SnapshotWriter(gateway.metrics, metrics_dir, before_write=gateway.telemetry.refresh_gauges)
+        writer_task = loop.create_task(writer.run())
     log.info("herder %s listening on %s:%d (%d workers, policy %s)", __version__, cfg.host, gateway.port,
              len(gateway.registry), cfg.policy)
     await stop.wait()
     log.info("shutting down: draining in-flight requests (up to %g s)", cfg.shutdown_grace_period_secs)
     await gateway.stop(cfg.shutdown_grace_period_secs)
+    if writer_task is not None:
+        writer_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer_task
     return 0
 
 
@@ -65,6 +77,10 @@ def launch(argv: Sequence[str]) -> int:
         print(f"herder: error: {exc}", file=sys.stderr)
         return 2
     _setup_logging(cfg)
+    if cfg.workers > 1:
+        from herder.multiproc import run_multiprocess
+
+        return run_multiprocess(cfg)
     import uvloop
 
     return uvloop.run(serve(cfg))

@@ -30,7 +30,7 @@ import os
 from collections.abc import Callable, Iterable
 from operator import add
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 from prometheus_client.exposition import choose_encoder
@@ -70,8 +70,8 @@ class _MetricsProtocol(asyncio.Protocol):
         self._idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check here.
+        self._transport = cast(asyncio.Transport, transport)
         self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -17,6 +17,12 @@ class CacheAwareConfig:
     balance_rel_threshold: float = 1.5
     max_tree_size: int = 67_108_864
     block_chars: int = TEXT_BLOCK_CHARS
+    # Several gateway processes (--workers N) each keep their own tree. So that they agree on where a new prefix
+    # goes, an unmatched prefix is placed by rendezvous hashing of its first blocks over the candidates (bounded
+    # by load), instead of on the least-loaded worker; every process then finds the group on the same worker.
+    deterministic_placement: bool = False
+    placement_blocks: int = 4
+    placement_load_factor: float = 1.25
 
 
 class CacheAwarePolicy(Policy):
@@ -55,13 +61,32 @@ class CacheAwarePolicy(Policy):
         chosen = best
         imbalanced = (max_load - min_load) > cfg.balance_abs_threshold and (
             max_load > min_load * cfg.balance_rel_threshold)
-        if (not imbalanced and match.tenants and len(seq)
-                and match.matched_blocks * index.block / len(seq) > cfg.cache_threshold):
-            owner = _freshest_available(match.tenants, workers)
-            if owner is not None:
-                chosen = owner
+        if not imbalanced:
+            if (match.tenants and len(seq)
+                    and match.matched_blocks * index.block / len(seq) > cfg.cache_threshold):
+                owner = _freshest_available(match.tenants, workers)
+                if owner is not None:
+                    chosen = owner
+            elif cfg.deterministic_placement and len(workers) > 1:
+                chosen = self._place(match.hashes, seq, workers, best)
         index.insert(match.hashes, chosen.id)
         return chosen
+
+    def _place(self, hashes: list[int], seq: str | Sequence[int], workers: Sequence[Worker],
+               least: Worker) -> Worker:
+        """Rendezvous (highest random weight) placement of a new prefix, the same in every gateway process
+        (forked processes share the string-hash seed), with a load bound so a hot prefix cannot pile up."""
+        key = hashes[min(len(hashes), self.config.placement_blocks) - 1] if hashes else hash(
+            seq if isinstance(seq, str) else tuple(seq))
+        best_worker = least
+        best_score = -1
+        for worker in workers:
+            score = hash((key, worker.url)) & 0xFFFFFFFFFFFFFFFF
+            if score > best_score:
+                best_worker, best_score = worker, score
+        total = sum(w.load for w in workers)
+        bound = (total + 1) / len(workers) * self.config.placement_load_factor
+        return best_worker if best_worker.load <= bound else least
 
     def on_workers_changed(self, workers: Sequence[Worker]) -> None:
         # Like SMG, removed workers are not pruned eagerly: LRU eviction ages them out, and the lookup only

@@ -98,6 +98,7 @@ class Gateway:
             balance_abs_threshold=config.balance_abs_threshold,
             balance_rel_threshold=config.balance_rel_threshold,
             max_tree_size=config.max_tree_size,
+            deterministic_placement=config.workers > 1,
         )
         self.policies = PolicyRegistry(make_policy_factory(config.policy, cache_cfg), config.policy)
         retry = RetryConfig(
@@ -124,6 +125,9 @@ class Gateway:
         self.admin = AdminRoutes(self)
         self.routes: dict[str, dict[bytes, tuple[Route, bool]]] = self.admin.table()
         self.draining = False
+        # Under --workers N each process names itself on its responses (operators and tests see the spread).
+        index = os.environ.get("HERDER_PROCESS_INDEX")
+        self._process_header = (b"x-herder-process", index.encode()) if index is not None else None
         # Routers by connection mode; the gRPC path registers itself here (routing/grpc).
         self.routers: dict[str, RouterLike] = {"http": self.router}
         self._router_cache: dict[str | None, RouterLike] = {}
@@ -216,6 +220,8 @@ class Gateway:
         path = request.path
         tel = self.telemetry
         token = tel.http_begin(request.method, path)
+        if self._process_header is not None:
+            reply.extra_headers.append(self._process_header)
         error_code = ""
         inference = INFERENCE_ROUTES.get(path)
         if inference is not None:
@@ -225,7 +231,7 @@ class Gateway:
         tel.http_end(token, reply.status, error_code)
         if ACCESS_LOG.enabled:
             ACCESS_LOG.log(request.method.decode(), path, reply.status, tel.elapsed(token),
-                           reply.extra_headers[0][1].decode() if reply.extra_headers else None)
+                           next((v.decode() for k, v in reply.extra_headers if k == b"x-request-id"), None))
 
     async def _inference(self, route: InferenceRoute, request: Request, reply: Reply) -> str:
         request_id = self._request_id(request, route.id_prefix)

@@ -1,0 +1,80 @@
+"""`herder launch --workers 2`: two processes on one port agree on prefix affinity; metrics are merged."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import httpx
+
+from herder.sim.fleet import start_subprocess_fleet
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _served(urls: list[str]) -> list[int]:
+    return [int(httpx.get(u + "/sim/stats").json()["inference_requests"]) for u in urls]
+
+
+def test_two_processes_keep_each_prefix_group_on_one_worker() -> None:
+    with start_subprocess_fleet(3) as fleet:
+        port, mport = _free_port(), _free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "herder", "launch", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+             "--worker-urls", *fleet.urls, "--policy", "cache_aware", "--prometheus-host", "127.0.0.1",
+             "--prometheus-port", str(mport), "--log-level", "warning"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(url + "/readiness", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, "gateway did not start"
+                time.sleep(0.1)
+            time.sleep(0.5)  # both processes registered their workers
+            processes: Counter[str] = Counter()
+            owners = []
+            for group in range(6):
+                system = f"You are agent {group}. " + " ".join(f"rule-{group}-{k}" for k in range(100))
+                before = _served(fleet.urls)
+                for i in range(16):
+                    # a new connection per request: the kernel spreads them over both processes
+                    r = httpx.post(url + "/v1/chat/completions", headers={"connection": "close"}, json={
+                        "model": "sim-model", "max_tokens": 1,
+                        "messages": [{"role": "system", "content": system},
+                                     {"role": "user", "content": f"question {i}"}]})
+                    assert r.status_code == 200
+                    processes[r.headers["x-herder-process"]] += 1
+                after = _served(fleet.urls)
+                delta = [a - b for a, b in zip(after, before, strict=True)]
+                assert sorted(delta) == [0, 0, 16], (group, delta)
+                owners.append(delta.index(16))
+            assert set(processes) == {"0", "1"}, processes  # both processes served
+            assert len(set(owners)) >= 2, owners  # and groups are spread over the fleet
+            metrics = httpx.get(f"http://127.0.0.1:{mport}/metrics").text
+            line = next(x for x in metrics.splitlines() if x.startswith("smg_http_requests_total{")
+                        and 'path="/v1/chat/completions"' in x)
+            time.sleep(1.2)  # snapshots are published once a second
+            metrics = httpx.get(f"http://127.0.0.1:{mport}/metrics").text
+            line = next(x for x in metrics.splitlines() if x.startswith("smg_http_requests_total{")
+                        and 'path="/v1/chat/completions"' in x)
+            assert float(line.rsplit(" ", 1)[1]) == 96
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                assert proc.wait(timeout=30) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
