@@ -29,7 +29,7 @@ import contextlib
 import dataclasses
 import secrets
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -118,6 +118,7 @@ class SimPdWorker(SimHttpWorker):
         self.transfer_s = transfer_ms / 1000.0
         self.bootstrap_wait_s = bootstrap_wait_s
         self.pd = PdStats()
+        self.rooms_seen: deque[int] = deque(maxlen=4096)  # bootstrap rooms of recent requests, for tests
         self._rooms: OrderedDict[int, _Room] = OrderedDict()
         self._transfers: OrderedDict[str, tuple[str, list[int]]] = OrderedDict()
         self._pools: dict[tuple[str, int], UpstreamPool] = {}
@@ -252,6 +253,8 @@ class SimPdWorker(SimHttpWorker):
         if spec.scripted is None:
             spec.scripted = overrides.output
         items = [p.seed for p in spec.prompts for _ in range(spec.n)]
+        if self.flavor == "sglang":
+            self.rooms_seen.extend(_bootstrap_rooms(body, len(items)) or ())
         vllm_params = body.get("kv_transfer_params")
         if self.role == "prefill":
             if self.flavor == "sglang":
