@@ -184,11 +184,11 @@ async def test_client_disconnect_closes_both_legs(make_gateway: GatewayFactory) 
     async with SimPdFleet(1, 1, itl_ms=20) as fleet:
         gw = await _pd_gateway(make_gateway, fleet)
         decode = fleet.decodes[0]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as client:
-            async with client.stream("POST", "/v1/completions", json={
-                    "model": MODEL, "prompt": "go away early", "max_tokens": 200, "stream": True}) as resp:
-                async for _ in resp.aiter_bytes():
-                    break
+        body = {"model": MODEL, "prompt": "go away early", "max_tokens": 200, "stream": True}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as client, \
+                client.stream("POST", "/v1/completions", json=body) as resp:
+            async for _ in resp.aiter_bytes():
+                break
         await wait_for(lambda: decode.engine.stats.aborted == 1)
         await wait_for(lambda: all(w.load == 0 for w in gw.registry.workers.values()))
         assert decode.engine.stats.running == 0
