@@ -15,7 +15,7 @@ from typing import Any
 from herder.routing.grpc.client import GrpcCallError, GrpcWorkerClient
 from herder.routing.grpc.state import GrpcState, ModelMeta
 from herder.tokenization import Tokenizer, TokenizerExistsError, load_from_bundle, load_source
-from herder.workers.worker import HealthConfig, Worker
+from herder.workers.worker import HealthConfig, Worker, WorkerStatus
 
 log = logging.getLogger("herder.grpc")
 
@@ -67,7 +67,8 @@ class GrpcProber:
         for key in _SERVER_LABELS:
             value = server.get(key, args.get(key) if isinstance(args, dict) else None)
             if value not in (None, "", 0):
-                labels[key] = str(value)
+                # Struct numbers arrive as floats: 1.0 -> "1".
+                labels[key] = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
         worker.labels = labels
         worker.runtime_type = info.runtime
         if not worker.spec.models:
@@ -137,7 +138,7 @@ class GrpcProber:
 def tokenizers_ready(state: GrpcState, workers: Any) -> bool:
     """Every healthy gRPC worker's models have a tokenizer (SMG holds readiness until then)."""
     for worker in workers:
-        if worker.connection_mode != "grpc" or not worker.is_available():
+        if worker.connection_mode != "grpc" or worker.status is not WorkerStatus.READY:
             continue
         for model in worker.models:
             if state.tokenizers.get(model) is None:
