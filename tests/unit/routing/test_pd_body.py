@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import orjson
@@ -163,7 +164,7 @@ def test_stream_merge_is_independent_of_chunking(cuts: list[int]) -> None:
     data = _stream(EVENTS)
     bounds = [0, *sorted(cuts), len(data)]
     merger = LogprobStreamMerger(PREFILL)
-    out = b"".join(merger.feed(data[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)) + merger.finish()
+    out = b"".join(merger.feed(data[a:b]) for a, b in itertools.pairwise(bounds)) + merger.finish()
     assert out == _expected()
 
 
