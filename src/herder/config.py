@@ -100,6 +100,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("access_log", bool, False, "one line per request (costs CPU)", flag=True),
     Option("prometheus_host", str, "0.0.0.0", "metrics listener address"),
     Option("prometheus_port", int, 29000, "metrics listener port (0 = off)", minimum=0),
+    Option("disable_metrics", bool, False, "herder only: skip per-request metric updates (to measure their cost)",
+           flag=True),
     Option("enable_trace", bool, False, "export OTLP spans", flag=True),
     Option("otlp_traces_endpoint", str, "localhost:4317", "OTLP collector"),
     # gRPC path: tokenizers, templates, parsers
@@ -186,6 +188,7 @@ class GatewayConfig:
     access_log: bool = False
     prometheus_host: str = "0.0.0.0"
     prometheus_port: int = 29000
+    disable_metrics: bool = False
     enable_trace: bool = False
     otlp_traces_endpoint: str = "localhost:4317"
     backend: str | None = None

@@ -149,7 +149,8 @@ class Gateway:
                 queue_timeout=config.queue_timeout_secs,
                 metrics=self.metrics,
             )
-        self.telemetry = Telemetry(self.metrics, self)
+        self.telemetry = Telemetry(self.metrics, self, per_request=not config.disable_metrics)
+        self._metered = not config.disable_metrics
         self.tracer = create_tracer(config.enable_trace, config.otlp_traces_endpoint)
         from herder.routing.grpc.setup import install as install_grpc
         from herder.routing.pd_setup import install as install_pd
@@ -219,7 +220,7 @@ class Gateway:
     async def handle(self, request: Request, reply: Reply) -> None:
         path = request.path
         tel = self.telemetry
-        token = tel.http_begin(request.method, path)
+        token = tel.http_begin(request.method, path) if self._metered else None
         if self._process_header is not None:
             reply.extra_headers.append(self._process_header)
         error_code = ""
@@ -228,8 +229,9 @@ class Gateway:
             error_code = await self._inference(inference, request, reply)
         else:
             error_code = await self._other(request, reply)
-        tel.http_end(token, reply.status, error_code)
-        if ACCESS_LOG.enabled:
+        if token is not None:
+            tel.http_end(token, reply.status, error_code)
+        if ACCESS_LOG.enabled and token is not None:
             ACCESS_LOG.log(request.method.decode(), path, reply.status, tel.elapsed(token),
                            next((v.decode() for k, v in reply.extra_headers if k == b"x-request-id"), None))
 
@@ -271,7 +273,8 @@ class Gateway:
         finally:
             if admitted:
                 admission.release()  # type: ignore[union-attr]
-        self.telemetry.router_end(ctx, reply.status, ctx.error_code)
+        if self._metered:
+            self.telemetry.router_end(ctx, reply.status, ctx.error_code)
         if span is not None:
             self.tracer.end_span(span, status_code=reply.status, error=ctx.error_code,  # type: ignore[union-attr]
                                  attributes={"gen_ai.request.model": ctx.model or ""})

@@ -41,7 +41,8 @@ def usage_of(data: bytes) -> tuple[int, int] | None:
 
 
 class Telemetry:
-    def __init__(self, metrics: Metrics, gateway: Gateway) -> None:
+    def __init__(self, metrics: Metrics, gateway: Gateway, per_request: bool = True) -> None:
+        """`per_request=False` (--disable-metrics) wires only the state gauges and health/breaker events."""
         self.metrics = metrics
         self.gw = gateway
         self.policy = gateway.config.policy
@@ -52,6 +53,10 @@ class Telemetry:
         self._outcomes: dict[tuple[str, bool], CounterChild] = {}
         self._connections = metrics.http_connections_active.child
         hooks = gateway.router.hooks
+        if not per_request:
+            gateway.manager.on_probe.append(self.on_probe)
+            gateway.registry.on_change.append(self.on_membership)
+            return
         hooks.on_selected = self.on_selected
         hooks.on_outcome = self.on_outcome
         hooks.on_retry = self.on_retry
