@@ -4,6 +4,7 @@
                [--itl-ms 5] [--prefill-tps 8000] [--itl-per-running-ms 0.35] [--cache-blocks 8192]
                [--error-rate 0.1 --error-status 503 --retry-after 1] [--stall-after 3] [--die-after 100]
                [--output-tokens 16] [--grpc-count N --grpc-base-port P --tokenizer DIR]
+               [--pd-prefill N --pd-decode M --pd-flavor sglang|vllm --pd-bootstrap-base-port P]
 
 Prints one line per worker URL (``http://127.0.0.1:31000``) once every worker listens, then serves.
 ``--base-port 0`` picks free ports. ``--die-after N`` exits the process hard (``os._exit``) when a worker gets
@@ -12,6 +13,12 @@ request N+1, unless ``--die-mode close`` (that worker closes its listener and co
 gRPC: with ``--grpc-count N`` the workers come from ``herder.sim.grpc_worker.start_grpc_workers(count, base_port,
 tokenizer_dir, runtime, host, **SimConfig fields)`` (each has ``url`` and ``async stop()``); when that module is
 missing the command fails with exit code 2.
+
+PD: ``--pd-prefill N --pd-decode M`` add simulated prefill and decode workers (``herder.sim.pd``; SGLang
+bootstrap rooms, or vLLM kv_transfer_params with ``--pd-flavor vllm``). Their ports follow the HTTP workers';
+prefill bootstrap servers listen from ``--pd-bootstrap-base-port`` (0 = free ports). A prefill worker's line is
+``URL BOOTSTRAP_PORT``, ready to paste after the gateway's ``--prefill``. With PD workers and no explicit
+``--http-count``, no regular HTTP worker is started.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ def build_parser(prog: str = "herder sim") -> argparse.ArgumentParser:
         prog=prog, description="Run simulated LLM engine workers (HTTP, optional gRPC)."
     )
     a = p.add_argument
-    a("--http-count", type=int, default=1, help="number of HTTP workers (default 1)")
+    a("--http-count", type=int, default=None, help="number of HTTP workers (default 1, 0 with --pd-*)")
     a(
         "--base-port",
         "--http-base-port",
@@ -83,6 +90,16 @@ def build_parser(prog: str = "herder sim") -> argparse.ArgumentParser:
     a("--grpc-base-port", type=int, default=0, help="port of the first gRPC worker (0 = free ports)")
     a("--grpc-runtime", choices=("sglang", "vllm"), default="sglang", help="gRPC service the workers speak")
     a("--tokenizer", default=None, help="tokenizer folder for the gRPC workers")
+    a("--pd-prefill", type=int, default=0, help="number of simulated PD prefill workers")
+    a("--pd-decode", type=int, default=0, help="number of simulated PD decode workers")
+    a(
+        "--pd-flavor",
+        choices=("sglang", "vllm"),
+        default="sglang",
+        help="PD handoff: bootstrap rooms or vLLM kv params",
+    )
+    a("--pd-bootstrap-base-port", type=int, default=0, help="bootstrap port of the first prefill (0 = free)")
+    a("--pd-transfer-ms", type=float, default=0.0, help="decode-side KV transfer time")
     return p
 
 
@@ -109,8 +126,13 @@ def config_from_args(ns: argparse.Namespace) -> SimConfig:
 
 
 def _validate(p: argparse.ArgumentParser, ns: argparse.Namespace) -> None:
-    if ns.http_count < 0 or ns.grpc_count < 0 or ns.http_count + ns.grpc_count == 0:
-        p.error("need --http-count and/or --grpc-count > 0")
+    pd = ns.pd_prefill + ns.pd_decode
+    if ns.http_count is None:
+        ns.http_count = 0 if pd else 1
+    if ns.pd_prefill < 0 or ns.pd_decode < 0:
+        p.error("--pd-prefill and --pd-decode must be >= 0")
+    if ns.http_count < 0 or ns.grpc_count < 0 or ns.http_count + ns.grpc_count + pd == 0:
+        p.error("need --http-count, --grpc-count and/or --pd-prefill/--pd-decode > 0")
     if not 0.0 <= ns.error_rate <= 1.0:
         p.error("--error-rate must be within [0, 1]")
     if not 100 <= ns.error_status <= 599:
@@ -140,7 +162,7 @@ async def serve(ns: argparse.Namespace, stop: asyncio.Event | None = None) -> in
             print(f"herder sim: cannot listen: {e}", file=sys.stderr)
             return 1
         for w in workers:
-            print(w.url)
+            print(f"{w.url} {w.bootstrap_port}" if getattr(w, "role", None) == "prefill" else w.url)
         sys.stdout.flush()
         await stop.wait()
         return 0
@@ -162,6 +184,7 @@ async def _start_all(ns: argparse.Namespace, cfg: SimConfig) -> list[Any]:
             w = SimHttpWorker(engine, host=ns.host, port=port, die_mode=ns.die_mode)
             await w.start()
             workers.append(w)
+        workers += await _start_pd(ns, cfg, ns.base_port + ns.http_count if ns.base_port else 0)
         if ns.grpc_count:
             grpc_mod = importlib.import_module("herder.sim.grpc_worker")
             opts = dataclasses.asdict(cfg)
@@ -174,6 +197,38 @@ async def _start_all(ns: argparse.Namespace, cfg: SimConfig) -> list[Any]:
             await w.stop()
         raise
     return workers
+
+
+async def _start_pd(ns: argparse.Namespace, cfg: SimConfig, base_port: int) -> list[Any]:
+    """The simulated PD prefill and decode workers (appended to ``workers`` as they start)."""
+    from herder.sim.pd import Role, SimPdWorker
+
+    started: list[Any] = []
+    try:
+        prefill: list[Role] = ["prefill"]
+        decode: list[Role] = ["decode"]
+        roles = prefill * ns.pd_prefill + decode * ns.pd_decode
+        for k, role in enumerate(roles):
+            i = k if role == "prefill" else k - ns.pd_prefill
+            boot = ns.pd_bootstrap_base_port + i if ns.pd_bootstrap_base_port and role == "prefill" else 0
+            engine = SimEngine(dataclasses.replace(cfg, seed=cfg.seed + k))
+            w = SimPdWorker(
+                role,
+                engine,
+                flavor=ns.pd_flavor,
+                host=ns.host,
+                port=base_port + k if base_port else 0,
+                bootstrap_port=boot,
+                transfer_ms=ns.pd_transfer_ms,
+                die_mode=ns.die_mode,
+            )
+            await w.start()
+            started.append(w)
+    except BaseException:
+        for w in started:
+            await w.stop()
+        raise
+    return started
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,7 +48,14 @@ from herder.sim.http_shapes import (
     full_response,
     parse_generation,
 )
-from herder.sim.http_worker import SimHttpWorker, _cancel_on_close, _error, _json_body, _tokens_per_run
+from herder.sim.http_worker import (
+    DieMode,
+    SimHttpWorker,
+    _cancel_on_close,
+    _error,
+    _json_body,
+    _tokens_per_run,
+)
 from herder.sim.text import piece_id
 from herder.workers.pool import UpstreamError, UpstreamPool, fetch
 
@@ -108,10 +115,11 @@ class SimPdWorker(SimHttpWorker):
         bootstrap_port: int = 0,
         transfer_ms: float = 0.0,
         bootstrap_wait_s: float = 30.0,
+        die_mode: DieMode = "close",
         config: SimConfig | None = None,
         **fields: Any,
     ) -> None:
-        super().__init__(engine, host=host, port=port, config=config, **fields)
+        super().__init__(engine, host=host, port=port, die_mode=die_mode, config=config, **fields)
         self.role: Role = role
         self.flavor: Flavor = flavor
         self.bootstrap_port = bootstrap_port
