@@ -65,7 +65,7 @@ async def _collect(pair: Pair, params: GenerateParams, tel: PdTelemetry | None =
 
 async def _plain(sim: SimGrpcWorker, params: GenerateParams) -> list[int]:
     async with GrpcWorkerClient(sim.url) as c:
-        return [e.output_ids async for e in c.generate(params) if isinstance(e, Complete)][0]
+        return next(e.output_ids async for e in c.generate(params) if isinstance(e, Complete))
 
 
 @pytest.mark.parametrize("port", [9123, None])
@@ -105,7 +105,7 @@ async def test_vllm_sequential_relays_the_prefill_kv_params(pairs: list[Pair]) -
     pairs.append(pair)
     tel = PdTelemetry(Metrics())
     events = await _collect(pair, _params("r3", stream=True), tel)
-    assert [e for e in events if isinstance(e, Complete)][0].finish_reason == "length"
+    assert next(e for e in events if isinstance(e, Complete)).finish_reason == "length"
     (p_req,), (d_req,) = (s.received for s in pair.sims)
     assert p_req.sampling_params.max_tokens == 1 and p_req.sampling_params.n == 1 and not p_req.stream
     assert json.loads(p_req.kv_transfer_params_json) == {"do_remote_decode": True, "do_remote_prefill": False}
