@@ -62,7 +62,9 @@ class TokenizerRoutes:
         model = body.get("model")
         if model is not None and not isinstance(model, str):
             raise HttpError(400, errors.INVALID_REQUEST, "'model' must be a string", "model")
-        entry = self.state.tokenizers.resolve(model or None)
+        entry = self.state.tokenizers.get(model) if model else None
+        if entry is None and (not model or self.gw.registry.known_model(model)):
+            entry = self.state.tokenizers.resolve(model or None)  # the only tokenizer serves a single model
         if entry is None:
             raise HttpError(404, errors.MODEL_NOT_FOUND,
                             f"No tokenizer for model '{model}'" if model else "'model' is required", "model")
