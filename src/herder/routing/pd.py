@@ -230,7 +230,7 @@ class PdRouter:
         self.decode_policies = decode_policies
         self.backend = backend
         self.telemetry = PdTelemetry(metrics)
-        # Routes a request whose model has no PD workers (regular or gRPC ones): returns a router or None.
+        # Another router for this request (gRPC workers, a model without PD workers), or None for HTTP PD.
         self.fallback = fallback
         self._background: set[asyncio.Task[None]] = set()
 
@@ -270,7 +270,7 @@ class PdRouter:
 
     # -- routing -------------------------------------------------------------------------------------------------
     async def route(self, ctx: RequestContext, reply: Reply) -> None:
-        if self.fallback is not None and not self.registry.workers_for(ctx.model, "prefill"):
+        if self.fallback is not None:
             other = self.fallback(ctx)
             if other is not None:
                 await other.route(ctx, reply)

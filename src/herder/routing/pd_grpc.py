@@ -16,7 +16,7 @@
   engine id.
 * TRT-LLM, MLX: `GrpcCallError` INVALID_ARGUMENT (400 `runtime_pd_not_supported` for the router).
 
-Workers need `worker.client` (a `GrpcWorkerClient`, set by the gRPC prober).
+Each worker's `GrpcWorkerClient` is `worker.client` (created on first use, as the gRPC router does).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from herder.routing.grpc.client import GrpcCallError, GrpcWorkerClient
+from herder.routing.grpc.prober import client_of
 from herder.routing.grpc.runtimes import Complete, GenerateEvent
 from herder.routing.grpc.sampling import DEFAULT_BOOTSTRAP_PORT, DisaggregatedParams, GenerateParams
 from herder.routing.pd_body import new_room
@@ -47,11 +48,20 @@ NIXL_PREFILL: dict[str, Any] = {"do_remote_decode": True, "do_remote_prefill": F
 _rng = random.SystemRandom()
 
 
-def _client(worker: Worker) -> GrpcWorkerClient:
-    client = worker.client
-    if not isinstance(client, GrpcWorkerClient):
-        raise GrpcCallError.of(grpc.StatusCode.UNAVAILABLE, f"{worker.url} has no gRPC client")
-    return client
+def _client(worker: Worker, hint: str | None) -> GrpcWorkerClient:
+    if worker.connection_mode != "grpc":
+        raise GrpcCallError.of(grpc.StatusCode.INVALID_ARGUMENT, f"{worker.url} is not a gRPC worker")
+    return client_of(worker, hint)
+
+
+def failed_leg(exc: BaseException) -> str | None:
+    """Which leg ("prefill" / "decode") a `pd_generate` failure came from."""
+    return getattr(exc, "pd_leg", None)
+
+
+def _tag(exc: BaseException, leg: str) -> None:
+    if getattr(exc, "pd_leg", None) is None:
+        exc.pd_leg = leg  # type: ignore[attr-defined]
 
 
 def room_for(runtime: str) -> int:
@@ -68,10 +78,16 @@ async def pd_generate(
     metadata: Sequence[tuple[str, str]] | None = None,
     telemetry: PdTelemetry | None = None,
     model: str | None = None,
+    runtime_hint: str | None = None,
 ) -> AsyncIterator[GenerateEvent]:
-    """Run one PD request over gRPC; yields the decode's events. See the module docstring."""
-    p_client, d_client = _client(prefill), _client(decode)
-    runtime = await d_client.detect()
+    """Run one PD request over gRPC; yields the decode's events. See the module docstring. A failure
+    carries the leg it came from (`failed_leg(exc)`)."""
+    p_client, d_client = _client(prefill, runtime_hint), _client(decode, runtime_hint)
+    try:
+        runtime = await d_client.detect()
+    except GrpcCallError as exc:
+        _tag(exc, "decode")
+        raise
     gen: AsyncGenerator[GenerateEvent, None]
     if runtime in PARALLEL_RUNTIMES:
         gen = _parallel(prefill, p_client, d_client, params, runtime, timeout, metadata, telemetry, model)
@@ -87,11 +103,16 @@ async def pd_generate(
 
 
 async def _drain(events: AsyncIterator[GenerateEvent]) -> list[Complete]:
+    """Consume the prefill leg; its failures are tagged as the prefill's."""
     done: list[Complete] = []
-    async with contextlib.aclosing(events):  # type: ignore[type-var]
-        async for event in events:
-            if isinstance(event, Complete):
-                done.append(event)
+    try:
+        async with contextlib.aclosing(events):  # type: ignore[type-var]
+            async for event in events:
+                if isinstance(event, Complete):
+                    done.append(event)
+    except GrpcCallError as exc:
+        _tag(exc, "prefill")
+        raise
     return done
 
 
@@ -133,6 +154,9 @@ async def _parallel(
                 event = await nxt
             except StopAsyncIteration:
                 break
+            except GrpcCallError as exc:
+                _tag(exc, "decode")
+                raise
             if first and telemetry is not None:
                 telemetry.of(model, runtime).ttft.observe(time.monotonic() - started)
             first = False
@@ -187,9 +211,13 @@ async def _sequential(
     d_params = dataclasses.replace(params, kv_transfer_params=d_kv)
     first = True
     events = d_client.generate(d_params, timeout=timeout, metadata=metadata)
-    async with contextlib.aclosing(events):  # type: ignore[type-var]
-        async for event in events:
-            if first and telemetry is not None:
-                telemetry.of(model, "vllm").ttft.observe(time.monotonic() - started)
-            first = False
-            yield event
+    try:
+        async with contextlib.aclosing(events):  # type: ignore[type-var]
+            async for event in events:
+                if first and telemetry is not None:
+                    telemetry.of(model, "vllm").ttft.observe(time.monotonic() - started)
+                first = False
+                yield event
+    except GrpcCallError as exc:
+        _tag(exc, "decode")
+        raise

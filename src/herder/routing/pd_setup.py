@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 from herder.config import ConfigError
 from herder.policies import PolicyRegistry, make_policy_factory
 from herder.policies.cache_aware import CacheAwareConfig
+from herder.routing.grpc.prober import tokenizers_ready
+from herder.routing.grpc.router import GrpcRouter
 from herder.routing.pd import PdRouter
+from herder.routing.pd_grpc_router import PdGrpcRouter
 from herder.server import errors
 from herder.server.errors import HttpError
 from herder.workers.worker import WorkerSpec
@@ -89,7 +92,11 @@ def install(gateway: Gateway) -> None:
     registry = gateway.registry
 
     def fallback(ctx: RequestContext) -> Any:
-        """A model without PD workers: the gRPC router (grpc:// workers) or the regular HTTP router."""
+        """Who serves a request: None = the HTTP PD path; the gRPC router (in PD mode) for gRPC PD workers or
+        regular grpc:// workers; the regular HTTP router for a model with only regular http:// workers."""
+        pd = registry.workers_for(ctx.model, "prefill")
+        if pd:
+            return gateway.routers.get("grpc") if all(w.connection_mode == "grpc" for w in pd) else None
         workers = registry.workers_for(ctx.model)
         if workers and all(w.connection_mode == "grpc" for w in workers):
             return gateway.routers.get("grpc")
@@ -98,6 +105,9 @@ def install(gateway: Gateway) -> None:
     router = PdRouter(
         http, prefill_policies, decode_policies, gateway.metrics, backend=cfg.pd_backend, fallback=fallback
     )
+    grpc_router = gateway.routers.get("grpc")
+    if isinstance(grpc_router, GrpcRouter):
+        gateway.routers["grpc"] = PdGrpcRouter(grpc_router, router)
     gateway.pd_router = router  # type: ignore[attr-defined]
     gateway.router = router  # type: ignore[assignment]
     gateway.routers["http"] = router
@@ -118,7 +128,15 @@ def install(gateway: Gateway) -> None:
 
     gateway.startup_hooks.append(register)
     gateway.shutdown_hooks.append(close)
-    gateway.is_ready = lambda: registry.any_ready(("prefill",)) and registry.any_ready(("decode",))
+    grpc_state = getattr(gateway, "grpc", None)
+
+    def is_ready() -> bool:
+        if not (registry.any_ready(("prefill",)) and registry.any_ready(("decode",))):
+            return False
+        # As the gRPC path: held until every healthy gRPC worker's tokenizer is registered.
+        return grpc_state is None or tokenizers_ready(grpc_state, registry.workers.values())
+
+    gateway.is_ready = is_ready
 
     def check_model(model: str | None) -> None:
         # The gateway's own check looks at regular workers only; PD workers serve models too.

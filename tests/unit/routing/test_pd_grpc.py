@@ -65,7 +65,9 @@ async def _collect(pair: Pair, params: GenerateParams, tel: PdTelemetry | None =
 
 async def _plain(sim: SimGrpcWorker, params: GenerateParams) -> list[int]:
     async with GrpcWorkerClient(sim.url) as c:
-        return next(e.output_ids async for e in c.generate(params) if isinstance(e, Complete))
+        done = [e.output_ids async for e in c.generate(params) if isinstance(e, Complete)]
+    assert len(done) == 1
+    return done[0]
 
 
 @pytest.mark.parametrize("port", [9123, None])

@@ -39,7 +39,7 @@ def test_worker_specs() -> None:
         worker_specs(GatewayConfig(decode=[["http://c:3", "x"]]))
 
 
-def test_install_only_with_the_flag() -> None:
+async def test_install_only_with_the_flag() -> None:
     plain = Gateway(GatewayConfig(prometheus_port=0))
     assert not isinstance(plain.router, PdRouter) and not plain.startup_hooks
     gw = Gateway(GatewayConfig(prometheus_port=0, pd_disaggregation=True, prefill=[["http://a:1"]],
@@ -50,6 +50,6 @@ def test_install_only_with_the_flag() -> None:
     assert gw.startup_hooks and not gw.is_ready()
 
 
-def test_bad_prefill_flag_fails_at_construction() -> None:
+async def test_bad_prefill_flag_fails_at_construction() -> None:
     with pytest.raises(ConfigError):
         Gateway(GatewayConfig(prometheus_port=0, pd_disaggregation=True, prefill=[["http://a:1", "port"]]))
