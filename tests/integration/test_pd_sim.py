@@ -13,10 +13,17 @@ from herder.sim.pd import SimPdFleet
 BODY = {"model": "sim-model", "prompt": "the prompt", "max_tokens": 2}
 
 
-async def _pair(client: httpx.AsyncClient, prefill: str, decode: str, p_body: dict, d_body: dict,
-                ) -> tuple[httpx.Response, httpx.Response]:
-    p, d = await asyncio.gather(client.post(prefill + "/v1/completions", json=p_body),
-                                client.post(decode + "/v1/completions", json=d_body))
+async def _pair(
+    client: httpx.AsyncClient,
+    prefill: str,
+    decode: str,
+    p_body: dict,
+    d_body: dict,
+) -> tuple[httpx.Response, httpx.Response]:
+    p, d = await asyncio.gather(
+        client.post(prefill + "/v1/completions", json=p_body),
+        client.post(decode + "/v1/completions", json=d_body),
+    )
     return p, d
 
 
@@ -29,13 +36,19 @@ async def test_sglang_sim_checks_room_host_port_and_prompt() -> None:
         p, d = await _pair(client, prefill.url, decode.url, ok, ok)
         assert p.status_code == d.status_code == 200 and decode.pd.transfers_ok == 1
         # The decode arrives first and waits for the room; the prefill then announces and fills it.
-        d_task = asyncio.ensure_future(client.post(decode.url + "/v1/completions", json={**ok, "bootstrap_room": 12}))
+        d_task = asyncio.ensure_future(
+            client.post(decode.url + "/v1/completions", json={**ok, "bootstrap_room": 12})
+        )
         await asyncio.sleep(0.05)
         await client.post(prefill.url + "/v1/completions", json={**ok, "bootstrap_room": 12})
         assert (await d_task).status_code == 200 and decode.pd.transfers_ok == 2
         cases = [
             ({**ok, "bootstrap_room": 13}, {**ok, "bootstrap_room": 14}, "unknown_room"),
-            ({**ok, "bootstrap_room": 15}, {**ok, "bootstrap_room": 15, "prompt": "another"}, "prompt_mismatch"),
+            (
+                {**ok, "bootstrap_room": 15},
+                {**ok, "bootstrap_room": 15, "prompt": "another"},
+                "prompt_mismatch",
+            ),
             (ok, {**ok, "bootstrap_port": decode.port}, "unknown_room"),
             (ok, {**ok, "bootstrap_host": "127.0.0.2", "bootstrap_port": 1}, "unreachable_bootstrap"),
             (ok, {**BODY}, "missing_params"),
@@ -55,8 +68,10 @@ async def test_sglang_sim_checks_room_host_port_and_prompt() -> None:
 async def test_vllm_sim_checks_the_minted_transfer() -> None:
     async with SimPdFleet(1, 1, flavor="vllm") as fleet, httpx.AsyncClient(timeout=10) as client:
         prefill, decode = fleet.prefills[0], fleet.decodes[0]
-        p = await client.post(prefill.url + "/v1/completions",
-                              json={**BODY, "max_tokens": 1, "kv_transfer_params": {"do_remote_decode": True}})
+        p = await client.post(
+            prefill.url + "/v1/completions",
+            json={**BODY, "max_tokens": 1, "kv_transfer_params": {"do_remote_decode": True}},
+        )
         params = p.json()["kv_transfer_params"]
         assert params["do_remote_prefill"] is True and params["remote_port"] == prefill.bootstrap_port
         d = await client.post(decode.url + "/v1/completions", json={**BODY, "kv_transfer_params": params})
@@ -64,8 +79,9 @@ async def test_vllm_sim_checks_the_minted_transfer() -> None:
         forged = {**params, "nonce": "0" * 32}
         d = await client.post(decode.url + "/v1/completions", json={**BODY, "kv_transfer_params": forged})
         assert d.status_code == 500 and decode.pd.nonce_mismatch == 1
-        d = await client.post(decode.url + "/v1/completions", json={**BODY, "prompt": "other",
-                                                                     "kv_transfer_params": params})
+        d = await client.post(
+            decode.url + "/v1/completions", json={**BODY, "prompt": "other", "kv_transfer_params": params}
+        )
         assert d.status_code == 500 and decode.pd.prompt_mismatch == 1
         d = await client.post(decode.url + "/v1/completions", json=BODY)
         assert d.status_code == 500 and decode.pd.missing_params == 1

@@ -427,7 +427,7 @@ class PdRouter:
             def first() -> None:
                 pm.ttft.observe(time.monotonic() - started)
 
-            relayed = TransformedExchange(d_ex, merge, first) if merge else _FirstChunk(d_ex, first)
+            relayed = TransformedExchange(d_ex, merge, first) if merge else FirstChunk(d_ex, first)
         elif merge:
             relayed = TransformedExchange(d_ex, merge, None)
         try:
@@ -489,7 +489,7 @@ class PdRouter:
                 await task
 
 
-class _FirstChunk:
+class FirstChunk:
     """An exchange whose first body chunk is reported (PD TTFT of a stream)."""
 
     __slots__ = ("ex", "on_first")

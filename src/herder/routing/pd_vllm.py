@@ -46,7 +46,7 @@ async def run_vllm(
     router: PdRouter, ctx: RequestContext, reply: Reply, p_lease: Lease, d_lease: Lease
 ) -> Retry | None:
     """One vLLM PD attempt; returns a Retry when a leg failed before the client saw anything."""
-    from herder.routing.pd import send, upstream_bytes
+    from herder.routing.pd import FirstChunk, send, upstream_bytes
 
     prefill, decode = p_lease.worker, d_lease.worker
     tel = router.telemetry
@@ -117,10 +117,9 @@ async def run_vllm(
         pm.ttft.observe(time.monotonic() - started)
         await router.http._relay(ctx, decode, d_ex, reply)
         return None
-    from herder.routing.pd import _FirstChunk
 
     def first() -> None:
         pm.ttft.observe(time.monotonic() - started)
 
-    await router.http._relay(ctx, decode, _FirstChunk(d_ex, first), reply)  # type: ignore[arg-type]
+    await router.http._relay(ctx, decode, FirstChunk(d_ex, first), reply)  # type: ignore[arg-type]
     return None

@@ -23,21 +23,24 @@ from herder.routing.pd_body import (
 )
 
 
-@pytest.mark.parametrize(("endpoint", "body", "count"), [
-    ("generate", {"text": "a"}, None),
-    ("generate", {"text": ["a", "b", "c"]}, 3),
-    ("generate", {"input_ids": [1, 2, 3]}, None),
-    ("generate", {"input_ids": [[1], [2]]}, 2),
-    ("generate", {"text": "a", "sampling_params": {"n": 3}}, 3),
-    ("generate", {"text": ["a", "b"], "sampling_params": {"n": 2}}, 4),
-    ("chat", {"messages": [], "n": 1}, None),
-    ("chat", {"messages": [], "n": 4}, 4),
-    ("chat", {"messages": [], "n": True}, None),
-    ("completions", {"prompt": "x"}, None),
-    ("completions", {"prompt": [1, 2, 3]}, None),
-    ("completions", {"prompt": ["x", "y"]}, 2),
-    ("completions", {"prompt": [[1, 2], [3]], "n": 2}, 4),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "body", "count"),
+    [
+        ("generate", {"text": "a"}, None),
+        ("generate", {"text": ["a", "b", "c"]}, 3),
+        ("generate", {"input_ids": [1, 2, 3]}, None),
+        ("generate", {"input_ids": [[1], [2]]}, 2),
+        ("generate", {"text": "a", "sampling_params": {"n": 3}}, 3),
+        ("generate", {"text": ["a", "b"], "sampling_params": {"n": 2}}, 4),
+        ("chat", {"messages": [], "n": 1}, None),
+        ("chat", {"messages": [], "n": 4}, 4),
+        ("chat", {"messages": [], "n": True}, None),
+        ("completions", {"prompt": "x"}, None),
+        ("completions", {"prompt": [1, 2, 3]}, None),
+        ("completions", {"prompt": ["x", "y"]}, 2),
+        ("completions", {"prompt": [[1, 2], [3]], "n": 2}, 4),
+    ],
+)
 def test_item_count(endpoint: str, body: dict[str, Any], count: int | None) -> None:
     assert item_count(endpoint, body) == count
 
@@ -65,21 +68,30 @@ def test_rooms_cover_the_63_bit_range() -> None:
     assert len(set(rooms)) == len(rooms)
 
 
-@pytest.mark.parametrize(("endpoint", "body", "wanted"), [
-    ("generate", {"return_logprob": True}, True),
-    ("generate", {"logprobs": True}, False),
-    ("chat", {"logprobs": True}, True),
-    ("chat", {"logprobs": False}, False),
-    ("completions", {"logprobs": 0}, True),
-    ("completions", {}, False),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "body", "wanted"),
+    [
+        ("generate", {"return_logprob": True}, True),
+        ("generate", {"logprobs": True}, False),
+        ("chat", {"logprobs": True}, True),
+        ("chat", {"logprobs": False}, False),
+        ("completions", {"logprobs": 0}, True),
+        ("completions", {}, False),
+    ],
+)
 def test_wants_logprobs(endpoint: str, body: dict[str, Any], wanted: bool) -> None:
     assert wants_logprobs(endpoint, body) is wanted
 
 
 def test_vllm_prefill_body() -> None:
-    body = {"model": "m", "prompt": "p", "max_tokens": 50, "n": 3, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": "m",
+        "prompt": "p",
+        "max_tokens": 50,
+        "n": 3,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     out = orjson.loads(vllm_prefill_body("completions", body))
     assert out["max_tokens"] == 1 and out["n"] == 1 and out["stream"] is False and "stream_options" not in out
     assert out["kv_transfer_params"]["do_remote_decode"] is True
@@ -126,9 +138,13 @@ def test_merge_json_object_and_batch() -> None:
 
 def test_prefill_logprobs_from_json_and_sse() -> None:
     assert prefill_logprobs(orjson.dumps(_gen(None, [[None, 1, None]])), False) == {0: [[None, 1, None]]}
-    assert prefill_logprobs(orjson.dumps([_gen(None, [1]), _gen(None, None), _gen(None, [3])]), False) == \
-        {0: [1], 2: [3]}
-    sse = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in (_gen(0, [1]), _gen(1, [2]), _gen(1, [2, 2])))
+    assert prefill_logprobs(orjson.dumps([_gen(None, [1]), _gen(None, None), _gen(None, [3])]), False) == {
+        0: [1],
+        2: [3],
+    }
+    sse = b"".join(
+        b"data: " + orjson.dumps(e) + b"\n\n" for e in (_gen(0, [1]), _gen(1, [2]), _gen(1, [2, 2]))
+    )
     assert prefill_logprobs(sse + b"data: [DONE]\n\n", True) == {0: [1], 1: [2, 2]}
     assert prefill_logprobs(b"garbage", False) == {}
 
@@ -137,8 +153,13 @@ def _stream(events: list[dict[str, Any]]) -> bytes:
     return b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
 
 
-EVENTS = [_gen(0, [[-1.0, 5, None]], "a"), _gen(1, [[-2.0, 6, None]], "b"), _gen(0, None, "c"),
-          {"error": {"message": "x"}}, _gen(1, [[-3.0, 8, None]], "d \\n\n e")]
+EVENTS = [
+    _gen(0, [[-1.0, 5, None]], "a"),
+    _gen(1, [[-2.0, 6, None]], "b"),
+    _gen(0, None, "c"),
+    {"error": {"message": "x"}},
+    _gen(1, [[-3.0, 8, None]], "d \\n\n e"),
+]
 PREFILL = {0: [[None, 1, None]], 1: [[None, 2, None], [-0.1, 3, None]]}
 
 

@@ -36,8 +36,9 @@ async def _pair(runtime: str, bootstrap_port: int | None, **labels: str) -> Pair
     sims = [await start_grpc_worker(runtime, TOKENIZER, "127.0.0.1", 0) for _ in range(2)]  # type: ignore[arg-type]
     workers = []
     for sim, wt in zip(sims, ("prefill", "decode"), strict=True):
-        spec = WorkerSpec.from_json({"url": sim.url, "worker_type": wt, "bootstrap_port": bootstrap_port,
-                                     "labels": labels})
+        spec = WorkerSpec.from_json(
+            {"url": sim.url, "worker_type": wt, "bootstrap_port": bootstrap_port, "labels": labels}
+        )
         w = Worker(spec, breaker=BreakerConfig(), health=HealthConfig())
         w.client = GrpcWorkerClient(sim.url)
         workers.append(w)
