@@ -113,15 +113,24 @@ class RawResponse:
 
 
 class _Parser:
+    """Keeps the FIRST response only (a pipelined second response in the same read is ignored)."""
+
     def __init__(self, resp: RawResponse) -> None:
         self.resp = resp
         self.parts: list[bytes] = []
+        self.parser: httptools.HttpResponseParser | None = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.resp.headers[name.lower()] = value
+        if not self.resp.complete:
+            self.resp.headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        if not self.resp.complete and self.resp.status is None and self.parser is not None:
+            self.resp.status = self.parser.get_status_code()
 
     def on_body(self, body: bytes) -> None:
-        self.parts.append(body)
+        if not self.resp.complete:
+            self.parts.append(body)
 
     def on_message_complete(self) -> None:
         self.resp.complete = True
@@ -132,6 +141,7 @@ def exchange(port: int, data: bytes, *, half_close: bool = False) -> RawResponse
     resp = RawResponse()
     sink = _Parser(resp)
     parser = httptools.HttpResponseParser(sink)
+    sink.parser = parser
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as s:
         try:

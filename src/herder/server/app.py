@@ -47,7 +47,7 @@ Route = Callable[[Request, Reply], Awaitable[None]]
 class Admission(Protocol):
     """Admission control: `acquire` waits for a token or raises HttpError (429 queue full, 408 timeout)."""
 
-    async def acquire(self) -> None: ...
+    async def acquire(self, reply: Reply | None = None) -> None: ...
 
     def release(self) -> None: ...
 
@@ -193,6 +193,7 @@ class Gateway:
     async def stop(self, grace: float = 0.0) -> None:
         self.draining = True
         await self.server.stop(grace)
+        self.router.sweeper.close()
         for hook in self.shutdown_hooks:
             await hook()
         if self._metrics_server is not None:
@@ -264,7 +265,7 @@ class Gateway:
             self._check_model(ctx.model)
             if admission is not None:
                 # The token is held until the response body is complete (route returns then) or the client left.
-                await admission.acquire()
+                await admission.acquire(reply)
                 admitted = True
             await self.router_for(ctx.model).route(ctx, reply)
         except HttpError as exc:

@@ -244,6 +244,7 @@ class HttpProtocol(asyncio.Protocol):
         # float per request is far cheaper than a call_later + cancel pair.
         self.deadline = 0.0
         self._closing = False
+        self._deferred_reject: tuple[int, str, str] | None = None
 
     # -- connection lifecycle -------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -465,12 +466,19 @@ class HttpProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        if not reply.keep_alive:
-            self._close_after_reply()
-            return
         if self._queue:
-            transport.resume_reading()
+            if not reply.keep_alive:
+                self._close_after_reply()
+                return
+            if self._deferred_reject is None:
+                transport.resume_reading()
             self._start_next()
+        elif self._deferred_reject is not None:
+            self._write_reject(*self._deferred_reject)
+            self._deferred_reject = None
+            transport.close()
+        elif not reply.keep_alive:
+            self._close_after_reply()
         else:
             self._arm_timer(self.server.idle_timeout)
 
@@ -485,10 +493,21 @@ class HttpProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        if self._current is not None:
-            # A response is in flight on this connection: we cannot answer out of order; just close.
+        if self._current is not None or self._queue:
+            # Earlier requests on this connection are still being answered: answer them first, then this error,
+            # then close (responses must stay in order). Read nothing more meanwhile.
+            self._closing = True
+            self._deferred_reject = (status, code, message)
+            transport.pause_reading()
+            return
+        self._write_reject(status, code, message)
+        if close:
             self._closing = True
             transport.close()
+
+    def _write_reject(self, status: int, code: str, message: str) -> None:
+        transport = self.transport
+        if transport is None:
             return
         body = error_body(message, code, status)
         head = status_line(status) + (
@@ -496,9 +515,6 @@ class HttpProtocol(asyncio.Protocol):
             b"connection: close\r\n\r\n" % (code.encode(), len(body))
         )
         transport.write(head + body)
-        if close:
-            self._closing = True
-            transport.close()
 
 
 class HttpServer:

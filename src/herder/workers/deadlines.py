@@ -34,6 +34,13 @@ class DeadlineSweeper:
     def discard(self, item: Expirable) -> None:
         self.items.discard(item)
 
+    def close(self) -> None:
+        """Stop sweeping (at shutdown)."""
+        self.items.clear()
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
     async def _run(self) -> None:
         try:
             while self.items:
@@ -43,7 +50,8 @@ class DeadlineSweeper:
                     self.items.discard(item)
                     item.expire()
         finally:
-            self._task = None
+            if self._task is asyncio.current_task():
+                self._task = None
 
 
 def tick_for(*timeouts: float) -> float:

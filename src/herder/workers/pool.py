@@ -225,13 +225,15 @@ class UpstreamPool:
         self.open_connections = 0
         self.closed = False
 
-    async def _connect(self) -> UpstreamConnection:
+    async def _connect(self, deadline: float = 0.0) -> UpstreamConnection:
+        """Open a connection, within `connect_timeout` and what is left before `deadline` (0 = none)."""
         loop = asyncio.get_running_loop()
+        timeout = self.connect_timeout
+        if deadline:
+            timeout = min(timeout, max(0.0, deadline - monotonic()))
         try:
             _, proto = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
-                self.connect_timeout,
-            )
+                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port), timeout)
         except TimeoutError as exc:
             raise UpstreamError(f"connect to {self.host}:{self.port} timed out", before_response=True,
                                 timeout=True) from exc
@@ -273,10 +275,11 @@ class UpstreamPool:
         conn = self._take_idle()
         reused = conn is not None
         if conn is None:
-            conn = await self._connect()
-        ex = await self._exchange(loop, conn, data, deadline, sweeper)
-        if ex is None and reused:
-            conn = await self._connect()
+            conn = await self._connect(deadline)
+        # Only a reused connection may be stale; a fresh one that fails is a real failure (retryable upstream).
+        ex = await self._exchange(loop, conn, data, deadline, sweeper, final=not reused)
+        if ex is None:
+            conn = await self._connect(deadline)
             ex = await self._exchange(loop, conn, data, deadline, sweeper, final=True)
         assert ex is not None
         return ex
