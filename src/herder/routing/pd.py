@@ -30,50 +30,30 @@ from herder.observability.metrics import CounterChild, HistogramChild, Metrics
 from herder.policies import PolicyRegistry, RoutingInfo
 from herder.routing.context import RequestContext
 from herder.routing.http import HttpRouter
-from herder.routing.pd_body import (
-    LogprobStreamMerger,
-    inject_bootstrap,
-    merge_json,
-    prefill_logprobs,
-    wants_logprobs,
+from herder.routing.pd_body import inject_bootstrap, prefill_logprobs, wants_logprobs
+from herder.routing.pd_legs import (
+    FirstChunk,
+    Lease,
+    Retry,
+    TransformedExchange,
+    abort,
+    abort_all,
+    discard,
+    send,
+    upstream_bytes,
 )
+from herder.routing.pd_vllm import run_vllm
 from herder.routing.retry import RETRYABLE_STATUSES
 from herder.server import errors
 from herder.server.errors import HttpError
 from herder.server.http import Reply
-from herder.workers.pool import Exchange, UpstreamError, UpstreamPool
+from herder.workers.pool import Exchange, UpstreamError
 from herder.workers.worker import Worker
 
 log = logging.getLogger("herder.pd")
 
 SERVER_SELECTION_FAILED = "server_selection_failed"
 PD_REQUEST_FAILED = "pd_request_failed"
-
-
-class Lease:
-    """One worker's in-flight load unit for one attempt; `release()` is idempotent (exactly-once)."""
-
-    __slots__ = ("background", "released", "worker")
-
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.released = False
-        self.background = False  # handed to a background drain, which releases it
-        worker.load += 1
-
-    def release(self) -> None:
-        if not self.released:
-            self.released = True
-            self.worker.load -= 1
-
-
-@dataclass(slots=True)
-class Retry:
-    """An attempt that failed before the client saw anything: which leg, the error if it is the last one."""
-
-    failed: Worker
-    error: HttpError
-    retry_after: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -104,112 +84,6 @@ class PdTelemetry:
         return bound
 
 
-def upstream_bytes(ctx: RequestContext, worker: Worker, body: bytes) -> bytes:
-    """`ctx.upstream_request(worker)` with another body (the PD legs rewrite it)."""
-    parts = [
-        b"POST ",
-        ctx.path.encode(),
-        b" HTTP/1.1\r\nhost: ",
-        worker.host_header,
-        b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % len(body),
-    ]
-    api_key = worker.api_key
-    for name, value in ctx.forward:
-        if api_key is not None and name == b"authorization":
-            continue
-        parts.append(name + b": " + value + b"\r\n")
-    if api_key is not None:
-        parts.append(b"authorization: Bearer " + api_key.encode() + b"\r\n")
-    parts.append(b"\r\n")
-    parts.append(body)
-    return b"".join(parts)
-
-
-async def send(pool: UpstreamPool, data: bytes, timeout: float | None, box: list[Exchange]) -> Exchange:
-    """`pool.request`, but the exchange is put in `box` as soon as it exists, so a caller that gives up on
-    this leg (the other leg failed, the client left) can close its connection: the worker sees the request go
-    away instead of running it to the end."""
-    loop = asyncio.get_running_loop()
-    conn = pool._take_idle()
-    reused = conn is not None
-    if conn is None:
-        conn = await pool._connect()
-    for tries in range(2):
-        ex = Exchange(loop)
-        box.append(ex)
-        conn.start(ex, data)
-        timer = loop.call_later(timeout, _head_timeout, ex) if timeout else None
-        try:
-            await ex.head
-            return ex
-        except UpstreamError as exc:
-            # A reused keep-alive socket the worker had closed: it never saw the request; retry once fresh.
-            if tries or not (reused and exc.before_response and not exc.timeout):
-                raise
-        except asyncio.CancelledError:
-            ex.abort()
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-        conn = await pool._connect()
-    raise AssertionError("unreachable")
-
-
-def _head_timeout(ex: Exchange) -> None:
-    if not ex.head.done():
-        ex.head.set_exception(
-            UpstreamError("worker did not answer in time", before_response=True, timeout=True)
-        )
-        ex.abort()
-
-
-def abort_all(box: list[Exchange]) -> None:
-    for ex in box:
-        ex.abort()
-
-
-class TransformedExchange:
-    """An exchange seen through a body transform (the logprob merge), for the HTTP router's relay."""
-
-    __slots__ = ("_body", "_merger", "ex", "on_first")
-
-    def __init__(
-        self, ex: Exchange, prefill: dict[int, list[Any]], on_first: Callable[[], None] | None
-    ) -> None:
-        self.ex = ex
-        self._merger = LogprobStreamMerger(prefill)
-        self._body = prefill
-        self.on_first = on_first
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.ex, name)
-
-    def body(self) -> bytes:
-        return merge_json(self.ex.body(), self._body)
-
-    def set_sink(self, sink: Callable[[bytes], None]) -> None:
-        merger = self._merger
-
-        def transformed(data: bytes) -> None:
-            if self.on_first is not None:
-                self.on_first()
-                self.on_first = None
-            out = merger.feed(data)
-            if out:
-                sink(out)
-
-        def finished(fut: asyncio.Future[None]) -> None:
-            # Whatever a well-formed stream left unterminated goes out as-is before the relay ends it.
-            if not fut.cancelled() and fut.exception() is None:
-                rest = merger.finish()
-                if rest:
-                    sink(rest)
-
-        self.ex.done.add_done_callback(finished)
-        self.ex.set_sink(transformed)
-
-
 class PdRouter:
     """Routes inference requests to a prefill + decode pair of HTTP workers."""
 
@@ -224,6 +98,7 @@ class PdRouter:
         fallback: Callable[[RequestContext], Any] | None = None,
     ) -> None:
         self.http = http
+        self.sweeper = http.sweeper  # request deadlines; the gateway closes it at shutdown
         self.registry = http.registry
         self.retry = http.retry
         self.prefill_policies = prefill_policies
@@ -289,8 +164,6 @@ class PdRouter:
             p_lease, d_lease = Lease(prefill), Lease(decode)
             try:
                 if self.runtime_of(prefill) == "vllm":
-                    from herder.routing.pd_vllm import run_vllm
-
                     outcome = await run_vllm(self, ctx, reply, p_lease, d_lease)
                 else:
                     outcome = await self._sglang(ctx, reply, p_lease, d_lease)
@@ -384,7 +257,7 @@ class PdRouter:
                     abort_all(d_box)
                     retry = self.status_failed(ctx, prefill, p_ex, "prefill")
                     if retry is not None:
-                        p_ex.abort()
+                        abort(p_ex)
                         return retry
                     reply.on_close = None
                     await self.http._relay(ctx, prefill, p_ex, reply)
@@ -402,21 +275,21 @@ class PdRouter:
             pm.ttft.observe(time.monotonic() - started)
         retry = self.status_failed(ctx, decode, d_ex, "decode")
         if retry is not None:
-            d_ex.abort()
-            p_ex.abort()
+            abort(d_ex)
+            abort(p_ex)
             return retry
         merge: dict[int, list[Any]] | None = None
         if wants_logprobs(ctx.endpoint, ctx.parsed):
 
             def both_gone() -> None:
-                p_ex.abort()
-                d_ex.abort()
+                abort(p_ex)
+                abort(d_ex)
 
             reply.on_close = both_gone
             merge = await self._read_prefill(p_lease, p_ex, started, pm)
             reply.on_close = None
             if reply.closed:
-                d_ex.abort()
+                abort(d_ex)
                 ctx.error_code = "client_disconnected"
                 return None
         else:
@@ -434,7 +307,7 @@ class PdRouter:
             await self.http._relay(ctx, decode, relayed, reply)
         finally:
             if ctx.error_code == "client_disconnected":
-                p_ex.abort()  # disconnect closes both legs
+                abort(p_ex)  # disconnect closes both legs
         return None
 
     async def _read_prefill(
@@ -447,7 +320,7 @@ class PdRouter:
         try:
             await asyncio.wait_for(asyncio.shield(ex.done), self.http.request_timeout or None)
         except (UpstreamError, TimeoutError) as exc:
-            ex.abort()
+            abort(ex)
             self.record(lease.worker, False)
             log.debug("prefill %s failed while read for logprobs: %s", lease.worker.url, exc)
             lease.release()
@@ -460,7 +333,7 @@ class PdRouter:
     def _drain_later(self, lease: Lease, ex: Exchange, started: float, pm: PdMetrics) -> None:
         """Discard the prefill response in the background; its end releases the prefill lease."""
         if ex.streaming:
-            ex.set_sink(_discard)
+            ex.set_sink(discard)
 
         async def drain() -> None:
             try:
@@ -468,10 +341,10 @@ class PdRouter:
                 pm.prefill_duration.observe(time.monotonic() - started)
                 self.record(lease.worker, ex.status < 400)
             except (UpstreamError, TimeoutError):
-                ex.abort()
+                abort(ex)
                 self.record(lease.worker, False)
             except asyncio.CancelledError:
-                ex.abort()
+                abort(ex)
                 raise
             finally:
                 lease.release()
@@ -487,29 +360,3 @@ class PdRouter:
         for task in list(self._background):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-
-class FirstChunk:
-    """An exchange whose first body chunk is reported (PD TTFT of a stream)."""
-
-    __slots__ = ("ex", "on_first")
-
-    def __init__(self, ex: Exchange, on_first: Callable[[], None]) -> None:
-        self.ex = ex
-        self.on_first: Callable[[], None] | None = on_first
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.ex, name)
-
-    def set_sink(self, sink: Callable[[bytes], None]) -> None:
-        def first(data: bytes) -> None:
-            if self.on_first is not None:
-                self.on_first()
-                self.on_first = None
-            sink(data)
-
-        self.ex.set_sink(first)
-
-
-def _discard(data: bytes) -> None:
-    pass

@@ -19,8 +19,9 @@ from herder.routing.grpc.client import GrpcCallError
 from herder.routing.grpc.router import GrpcRouter, Stream, http_error
 from herder.routing.grpc.runtimes import GenerateEvent
 from herder.routing.grpc.sampling import GenerateParams
-from herder.routing.pd import Lease, PdRouter
+from herder.routing.pd import PdRouter
 from herder.routing.pd_grpc import failed_leg, pd_generate
+from herder.routing.pd_legs import Lease
 from herder.routing.retry import RETRYABLE_STATUSES
 from herder.server.http import Reply
 from herder.workers.worker import Worker

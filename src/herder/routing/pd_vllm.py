@@ -17,14 +17,15 @@ from typing import TYPE_CHECKING
 
 from herder.routing.context import RequestContext
 from herder.routing.pd_body import vllm_decode_body, vllm_kv_params, vllm_prefill_body
+from herder.routing.pd_legs import FirstChunk, Lease, Retry, abort, abort_all, send, upstream_bytes
 from herder.server.http import Reply
 from herder.workers.pool import Exchange, UpstreamError
 
 if TYPE_CHECKING:
-    from herder.routing.pd import Lease, PdRouter, Retry
+    from herder.routing.pd import PdRouter
 
 
-async def _watched(coro_box: list[Exchange], reply: Reply, coro: asyncio.Future[Exchange]) -> Exchange | None:
+async def _watched(box: list[Exchange], reply: Reply, coro: asyncio.Future[Exchange]) -> Exchange | None:
     """Await a leg's head, or None if the client left first (the leg's connection is closed)."""
     loop = asyncio.get_running_loop()
     gone = loop.create_future()
@@ -37,8 +38,7 @@ async def _watched(coro_box: list[Exchange], reply: Reply, coro: asyncio.Future[
     if coro.done():
         return coro.result()  # raises the leg's UpstreamError
     coro.cancel()
-    for ex in coro_box:
-        ex.abort()
+    abort_all(box)
     return None
 
 
@@ -46,8 +46,6 @@ async def run_vllm(
     router: PdRouter, ctx: RequestContext, reply: Reply, p_lease: Lease, d_lease: Lease
 ) -> Retry | None:
     """One vLLM PD attempt; returns a Retry when a leg failed before the client saw anything."""
-    from herder.routing.pd import FirstChunk, send, upstream_bytes
-
     prefill, decode = p_lease.worker, d_lease.worker
     tel = router.telemetry
     pm = tel.of(ctx.model, "vllm")
@@ -70,7 +68,7 @@ async def run_vllm(
     if p_ex.status >= 400:
         retry = router.status_failed(ctx, prefill, p_ex, "prefill")
         if retry is not None:
-            p_ex.abort()
+            abort(p_ex)
             return retry
         await router.http._relay(ctx, prefill, p_ex, reply)  # a client error (400...) is the answer
         return None
@@ -80,7 +78,7 @@ async def run_vllm(
     try:
         await asyncio.wait_for(asyncio.shield(p_ex.done), timeout)
     except (UpstreamError, TimeoutError) as exc:
-        p_ex.abort()
+        abort(p_ex)
         tel.kv_transfer_failures.inc()
         err = (
             exc
@@ -98,7 +96,12 @@ async def run_vllm(
     # 2. decode, relayed
     box = []
     task = loop.create_task(
-        send(decode.pool, upstream_bytes(ctx, decode, vllm_decode_body(ctx.parsed, kv)), timeout, box)
+        send(
+            decode.pool,
+            upstream_bytes(ctx, decode, vllm_decode_body(ctx.parsed, kv)),
+            timeout,
+            box,
+        )
     )
     try:
         d_ex = await _watched(box, reply, task)
@@ -109,7 +112,7 @@ async def run_vllm(
         return None
     retry = router.status_failed(ctx, decode, d_ex, "decode")
     if retry is not None:
-        d_ex.abort()
+        abort(d_ex)
         if kv is not None:
             tel.kv_transfer_failures.inc()
         return retry

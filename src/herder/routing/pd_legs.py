@@ -1,0 +1,184 @@
+"""The legs of a PD request over HTTP: leases, the leg send, the exchange views the relay sees.
+
+Shared by the SGLang flow (`pd.py`) and the vLLM flow (`pd_vllm.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from herder.routing.context import RequestContext
+from herder.routing.pd_body import LogprobStreamMerger, merge_json
+from herder.server.errors import HttpError
+from herder.workers.pool import Exchange, UpstreamError, UpstreamPool
+from herder.workers.worker import Worker
+
+
+class Lease:
+    """One worker's in-flight load unit for one attempt; `release()` is idempotent (exactly-once)."""
+
+    __slots__ = ("background", "released", "worker")
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.released = False
+        self.background = False  # handed to a background drain, which releases it
+        worker.load += 1
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.worker.load -= 1
+
+
+@dataclass(slots=True)
+class Retry:
+    """An attempt that failed before the client saw anything: which leg, the error if it is the last one."""
+
+    failed: Worker
+    error: HttpError
+    retry_after: bytes | None = None
+
+
+def upstream_bytes(ctx: RequestContext, worker: Worker, body: bytes) -> bytes:
+    """`ctx.upstream_request(worker)` with another body (the PD legs rewrite it)."""
+    parts = [
+        b"POST ",
+        ctx.path.encode(),
+        b" HTTP/1.1\r\nhost: ",
+        worker.host_header,
+        b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % len(body),
+    ]
+    api_key = worker.api_key
+    for name, value in ctx.forward:
+        if api_key is not None and name == b"authorization":
+            continue
+        parts.append(name + b": " + value + b"\r\n")
+    if api_key is not None:
+        parts.append(b"authorization: Bearer " + api_key.encode() + b"\r\n")
+    parts.append(b"\r\n")
+    parts.append(body)
+    return b"".join(parts)
+
+
+async def send(pool: UpstreamPool, data: bytes, timeout: float | None, box: list[Exchange]) -> Exchange:
+    """`pool.request`, but the exchange goes into `box` as soon as it exists, so a caller that gives up on
+    this leg (the other leg failed, the client left) can close its connection (`abort_all`): the worker sees
+    the request go away instead of running it to the end. (A cancelled `pool.request` leaves its connection
+    busy until the worker answers.)"""
+    loop = asyncio.get_running_loop()
+    conn = pool._take_idle()
+    reused = conn is not None
+    if conn is None:
+        conn = await pool._connect()
+    for tries in range(2):
+        ex = Exchange(loop)
+        box.append(ex)
+        conn.start(ex, data)
+        timer = loop.call_later(timeout, _head_timeout, ex) if timeout else None
+        try:
+            await ex.head
+            return ex
+        except UpstreamError as exc:
+            # A reused keep-alive socket the worker had closed: it never saw the request; retry once fresh.
+            if tries or not (reused and exc.before_response and not exc.timeout):
+                raise
+        except asyncio.CancelledError:
+            abort(ex)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        conn = await pool._connect()
+    raise AssertionError("unreachable")
+
+
+def _head_timeout(ex: Exchange) -> None:
+    if not ex.head.done():
+        ex.head.set_exception(
+            UpstreamError("worker did not answer in time", before_response=True, timeout=True)
+        )
+        ex.abort()
+
+
+def abort(ex: Exchange) -> None:
+    """Close an exchange's connection, unless the exchange is complete: its connection may already carry
+    another request (back in the pool; `done` is set in the same callback that releases it)."""
+    if not ex.done.done():
+        ex.abort()
+
+
+def abort_all(box: list[Exchange]) -> None:
+    """Close the connections of an abandoned leg."""
+    for ex in box:
+        abort(ex)
+
+
+class TransformedExchange:
+    """An exchange seen through a body transform (the logprob merge), for the HTTP router's relay."""
+
+    __slots__ = ("_body", "_merger", "ex", "on_first")
+
+    def __init__(
+        self, ex: Exchange, prefill: dict[int, list[Any]], on_first: Callable[[], None] | None
+    ) -> None:
+        self.ex = ex
+        self._merger = LogprobStreamMerger(prefill)
+        self._body = prefill
+        self.on_first = on_first
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ex, name)
+
+    def body(self) -> bytes:
+        return merge_json(self.ex.body(), self._body)
+
+    def set_sink(self, sink: Callable[[bytes], None]) -> None:
+        merger = self._merger
+
+        def transformed(data: bytes) -> None:
+            if self.on_first is not None:
+                self.on_first()
+                self.on_first = None
+            out = merger.feed(data)
+            if out:
+                sink(out)
+
+        def finished(fut: asyncio.Future[None]) -> None:
+            # Whatever a well-formed stream left unterminated goes out as-is before the relay ends it.
+            if not fut.cancelled() and fut.exception() is None:
+                rest = merger.finish()
+                if rest:
+                    sink(rest)
+
+        self.ex.done.add_done_callback(finished)
+        self.ex.set_sink(transformed)
+
+
+class FirstChunk:
+    """An exchange whose first body chunk is reported (PD TTFT of a stream)."""
+
+    __slots__ = ("ex", "on_first")
+
+    def __init__(self, ex: Exchange, on_first: Callable[[], None]) -> None:
+        self.ex = ex
+        self.on_first: Callable[[], None] | None = on_first
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ex, name)
+
+    def set_sink(self, sink: Callable[[bytes], None]) -> None:
+        def first(data: bytes) -> None:
+            if self.on_first is not None:
+                self.on_first()
+                self.on_first = None
+            sink(data)
+
+        self.ex.set_sink(first)
+
+
+def discard(data: bytes) -> None:
+    pass
