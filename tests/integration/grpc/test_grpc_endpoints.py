@@ -166,7 +166,7 @@ async def test_tokenizers_admin_api(grpc_env: Env) -> None:
 
 
 async def test_discovery_labels_and_readiness(grpc_env: Env) -> None:
-    gw, worker, _ = grpc_env
+    gw, _worker, _ = grpc_env
     w = next(iter(gw.registry.workers.values()))
     assert w.models == [MODEL] and w.runtime_type == "sglang"
     assert w.labels["max_context_length"] == "8192" and w.labels["served_model_name"] == MODEL
