@@ -145,6 +145,8 @@ async def main_async(args: argparse.Namespace) -> None:
     for case in CASES:
         summary, failures = await run_case(case, sim, args)
         print(_row(case.name, summary, failures), flush=True)
+        if summary.error_samples:
+            print(f"  errors of {case.name}: {summary.error_samples[:3]}", flush=True)
 
 
 def main() -> None:
