@@ -52,7 +52,7 @@ def test_worker_specs() -> None:
 
 async def test_install_only_with_the_flag() -> None:
     plain = Gateway(GatewayConfig(prometheus_port=0))
-    assert not isinstance(plain.router, PdRouter) and not plain.startup_hooks
+    assert not isinstance(plain.router, PdRouter) and "http" in plain.routers
     gw = Gateway(
         GatewayConfig(
             prometheus_port=0,
