@@ -88,12 +88,19 @@ class Shape:
     def body(self, i: int) -> dict[str, object]:
         system = LONG_TEXT if self.long else "You are a helpful assistant."
         question = "What is the capital of France?" if self.repeat else f"Question {i}: what is {i} plus {i}?"
-        return {"model": MODEL, "max_tokens": 16, "temperature": 0,
-                "messages": [{"role": "system", "content": system}, {"role": "user", "content": question}]}
+        return {
+            "model": MODEL,
+            "max_tokens": 16,
+            "temperature": 0,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": question}],
+        }
 
 
-SHAPES = [Shape("short prompt", False, False), Shape("4k prompt, new question", True, False),
-          Shape("4k prompt, same request", True, True)]
+SHAPES = [
+    Shape("short prompt", False, False),
+    Shape("4k prompt, new question", True, False),
+    Shape("4k prompt, same request", True, True),
+]
 
 
 async def drive(url: str, shape: Shape, requests: int, concurrency: int) -> None:
@@ -133,9 +140,25 @@ def main() -> None:
     ap.add_argument("--smg", default=str(Path.home() / ".cache/herder-bench/venv/bin/smg"))
     args = ap.parse_args()
     worker_port = free_port()
-    sim = subprocess.Popen([sys.executable, "-m", "herder", "sim", "--http-count", "0", "--grpc-count", "1",
-                            "--grpc-base-port", str(worker_port), "--model", MODEL],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "herder",
+            "sim",
+            "--http-count",
+            "0",
+            "--grpc-count",
+            "1",
+            "--grpc-base-port",
+            str(worker_port),
+            "--model",
+            MODEL,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         assert sim.stdout is not None
         line = sim.stdout.readline().decode()
@@ -160,12 +183,17 @@ def main() -> None:
                                "--policy", "round_robin", *cache_flags]  # fmt: skip
                     s = measure(smg_cmd, f"http://127.0.0.1:{port}", shape, n, args.concurrency)
                 rows.append((shape.name, "on" if caches else "off", h, s))
-                print(f"  {shape.name:26} caches {rows[-1][1]:3}: herder {h * 1e6:8.0f} us  smg {s * 1e6:8.0f} us",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  {shape.name:26} caches {rows[-1][1]:3}: herder {h * 1e6:8.0f} us  smg {s * 1e6:8.0f} us",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         os.killpg(sim.pid, signal.SIGTERM)
         sim.wait(10)
-    print(f"\nCPU per request (non-streaming chat, 16 output tokens, c={args.concurrency}); lower is better\n")
+    print(
+        f"\nCPU per request (non-streaming chat, 16 output tokens, c={args.concurrency}); lower is better\n"
+    )
     print(f"| {'workload':26} | caches | herder µs | SMG µs | herder / SMG |")
     print(f"|{'-' * 28}|--------|----------:|-------:|-------------:|")
     for name, caches, h, s in rows:

@@ -28,12 +28,16 @@ VENV_BIN = E2E / "mlx-venv" / "bin"
 MODEL_DIR = E2E / "smollm2-135m"
 # Through MLX (F32 weights dequantized from the Q4_1 GGUF) greedy SmolLM2 answers "What is the capital of
 # France?" in broken French, through SMG exactly as through herder; this phrasing gets "...is Paris.".
-QUESTION = [{"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "Name the capital of France."}]
+QUESTION = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "Name the capital of France."},
+]
 
 if not (E2E / ".ready").exists():
-    pytest.skip(f"MLX gRPC e2e environment missing: run scripts/setup-e2e-grpc.sh (looked in {E2E})",
-                allow_module_level=True)
+    pytest.skip(
+        f"MLX gRPC e2e environment missing: run scripts/setup-e2e-grpc.sh (looked in {E2E})",
+        allow_module_level=True,
+    )
 
 
 def _wait(check: object, proc: subprocess.Popen[bytes], what: str, timeout: float = 120.0) -> None:
@@ -91,11 +95,20 @@ def mlx_worker() -> Iterator[str]:
 def _answer(base: str, model: str, stream: bool) -> str:
     client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=120)
     if not stream:
-        resp = client.chat.completions.create(model=model, messages=QUESTION, temperature=0,  # type: ignore[arg-type]
-                                              max_tokens=24)
+        resp = client.chat.completions.create(
+            model=model,
+            messages=QUESTION,
+            temperature=0,  # type: ignore[arg-type]
+            max_tokens=24,
+        )
         return resp.choices[0].message.content or ""
-    chunks = client.chat.completions.create(model=model, messages=QUESTION, temperature=0,  # type: ignore[arg-type]
-                                            max_tokens=24, stream=True)
+    chunks = client.chat.completions.create(
+        model=model,
+        messages=QUESTION,
+        temperature=0,  # type: ignore[arg-type]
+        max_tokens=24,
+        stream=True,
+    )
     return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 

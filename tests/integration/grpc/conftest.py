@@ -34,8 +34,9 @@ async def make_grpc_worker() -> AsyncIterator[WorkerFactory]:
 
 
 @pytest.fixture
-async def grpc_env(make_gateway: GatewayFactory,
-                   make_grpc_worker: WorkerFactory) -> tuple[Gateway, SimGrpcWorker, openai.AsyncOpenAI]:
+async def grpc_env(
+    make_gateway: GatewayFactory, make_grpc_worker: WorkerFactory
+) -> tuple[Gateway, SimGrpcWorker, openai.AsyncOpenAI]:
     """One SGLang-flavoured worker, a gateway with the qwen3 parsers, and an openai client."""
     worker = await make_grpc_worker("sglang")
     gw = await make_gateway(worker_urls=[worker.url], policy="round_robin")

@@ -15,9 +15,20 @@ from tests.integration.grpc.grpc_helpers import MODEL, total_load
 
 Env = tuple[Gateway, SimGrpcWorker, openai.AsyncOpenAI]
 USER = [{"role": "user", "content": "Say something."}]
-TOOLS: list[Any] = [{"type": "function", "function": {
-    "name": "get_weather", "description": "Weather of a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather of a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
 
 
 def _tok() -> Tokenizer:
@@ -41,10 +52,14 @@ async def test_chat_non_streaming_and_streaming_return_the_engine_text(grpc_env:
     resp = await client.chat.completions.create(model=MODEL, messages=USER)
     assert resp.choices[0].message.content == text
     assert resp.choices[0].finish_reason == "stop"
-    assert resp.usage is not None and resp.usage.completion_tokens == len(_tok().encode(text).ids) + 1  # + EOS
+    assert (
+        resp.usage is not None and resp.usage.completion_tokens == len(_tok().encode(text).ids) + 1
+    )  # + EOS
     sent = worker.received[-1]
-    assert list(sent.tokenized.input_ids) == _tok().encode(sent.tokenized.original_text,
-                                                           add_special_tokens=False).ids
+    assert (
+        list(sent.tokenized.input_ids)
+        == _tok().encode(sent.tokenized.original_text, add_special_tokens=False).ids
+    )
     assert resp.usage.prompt_tokens == len(sent.tokenized.input_ids)
 
     worker.script(text)
@@ -61,7 +76,10 @@ async def test_n_2_multiplexes_choices(grpc_env: Env) -> None:
     _, worker, client = grpc_env
     worker.script(["first choice", "second choice"])
     resp = await client.chat.completions.create(model=MODEL, messages=USER, n=2)
-    assert sorted((c.index, c.message.content) for c in resp.choices) == [(0, "first choice"), (1, "second choice")]
+    assert sorted((c.index, c.message.content) for c in resp.choices) == [
+        (0, "first choice"),
+        (1, "second choice"),
+    ]
     worker.script(["first choice", "second choice"])
     _, texts = await _stream_text(client, messages=USER, n=2)
     assert texts == {0: "first choice", 1: "second choice"}
@@ -87,8 +105,9 @@ async def test_stop_sequence_spanning_tokens_is_never_leaked(grpc_env: Env) -> N
     assert list(worker.received[-1].sampling_params.stop) == [stop]
     # SGLang's no_stop_trim keeps the stop string.
     worker.script(text)
-    resp = await client.chat.completions.create(model=MODEL, messages=USER, stop=[stop],
-                                                extra_body={"no_stop_trim": True})
+    resp = await client.chat.completions.create(
+        model=MODEL, messages=USER, stop=[stop], extra_body={"no_stop_trim": True}
+    )
     assert resp.choices[0].message.content == "Alpha beta STOPW"
 
 
@@ -108,8 +127,10 @@ async def test_multibyte_characters_split_between_tokens(grpc_env: Env) -> None:
     assert resp.choices[0].message.content == text
 
 
-THINK_AND_CALL = ('<think>\nThe user wants the weather. I will call the tool.\n</think>\n\n'
-                  '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>')
+THINK_AND_CALL = (
+    "<think>\nThe user wants the weather. I will call the tool.\n</think>\n\n"
+    '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+)
 
 
 async def test_reasoning_and_tool_call_non_streaming(grpc_env: Env) -> None:
@@ -118,8 +139,10 @@ async def test_reasoning_and_tool_call_non_streaming(grpc_env: Env) -> None:
     resp = await client.chat.completions.create(model=MODEL, messages=USER, tools=TOOLS)
     choice = resp.choices[0]
     assert choice.finish_reason == "tool_calls"
-    assert getattr(choice.message, "reasoning_content", None) == \
-        "The user wants the weather. I will call the tool."
+    assert (
+        getattr(choice.message, "reasoning_content", None)
+        == "The user wants the weather. I will call the tool."
+    )
     assert not choice.message.content
     calls = choice.message.tool_calls or []
     assert len(calls) == 1
@@ -159,8 +182,9 @@ async def test_reasoning_and_tool_call_streaming(grpc_env: Env) -> None:
 async def test_separate_reasoning_false_keeps_think_text(grpc_env: Env) -> None:
     _, worker, client = grpc_env
     worker.script("<think>hmm</think>\n\nAnswer.")
-    resp = await client.chat.completions.create(model=MODEL, messages=USER,
-                                                extra_body={"separate_reasoning": False})
+    resp = await client.chat.completions.create(
+        model=MODEL, messages=USER, extra_body={"separate_reasoning": False}
+    )
     assert resp.choices[0].message.content == "<think>hmm</think>\n\nAnswer."
 
 
@@ -168,8 +192,9 @@ async def test_prompt_ending_inside_think_block_starts_in_reasoning(grpc_env: En
     _, worker, client = grpc_env
     worker.script(" about it.\n</think>\n\nFinal answer.")
     messages = [*USER, {"role": "assistant", "content": "<think>\nLet me think"}]
-    resp = await client.chat.completions.create(model=MODEL, messages=messages,
-                                                extra_body={"continue_final_message": True})
+    resp = await client.chat.completions.create(
+        model=MODEL, messages=messages, extra_body={"continue_final_message": True}
+    )
     assert worker.received[-1].tokenized.original_text.endswith("<think>\nLet me think")
     assert resp.choices[0].message.content == "Final answer."
     assert getattr(resp.choices[0].message, "reasoning_content", None) == "about it."
@@ -178,8 +203,9 @@ async def test_prompt_ending_inside_think_block_starts_in_reasoning(grpc_env: En
 async def test_enable_thinking_false_reaches_the_template(grpc_env: Env) -> None:
     _, worker, client = grpc_env
     worker.script("Plain.")
-    resp = await client.chat.completions.create(model=MODEL, messages=USER,
-                                                extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+    resp = await client.chat.completions.create(
+        model=MODEL, messages=USER, extra_body={"chat_template_kwargs": {"enable_thinking": False}}
+    )
     assert "<think>\n\n</think>" in worker.received[-1].tokenized.original_text
     assert resp.choices[0].message.content == "Plain."
 
@@ -226,8 +252,10 @@ async def test_constraints_from_response_format_and_tool_choice(grpc_env: Env) -
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     worker.script('{"a": 1}')
     resp = await client.chat.completions.create(
-        model=MODEL, messages=USER,
-        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+        model=MODEL,
+        messages=USER,
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+    )
     assert json.loads(worker.received[-1].sampling_params.json_schema) == schema
     assert resp.choices[0].message.content == '{"a": 1}'
 
@@ -241,21 +269,30 @@ async def test_constraints_from_response_format_and_tool_choice(grpc_env: Env) -
 
     # tool_choice required: a JSON-array schema; the array the engine returns becomes tool calls.
     worker.script('[{"name": "get_weather", "parameters": {"city": "Rome"}}]')
-    resp = await client.chat.completions.create(model=MODEL, messages=USER, tools=TOOLS, tool_choice="required")
+    resp = await client.chat.completions.create(
+        model=MODEL, messages=USER, tools=TOOLS, tool_choice="required"
+    )
     constraint = json.loads(worker.received[-1].sampling_params.json_schema)
     assert constraint["type"] == "array" and constraint["minItems"] == 1
     calls = resp.choices[0].message.tool_calls or []
-    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [("get_weather", {"city": "Rome"})]
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Rome"})
+    ]
     assert resp.choices[0].finish_reason == "tool_calls"
 
     # A named function: its parameters schema; the output is its arguments.
     worker.script('{"city": "Oslo"}')
     resp = await client.chat.completions.create(
-        model=MODEL, messages=USER, tools=TOOLS,
-        tool_choice={"type": "function", "function": {"name": "get_weather"}})
+        model=MODEL,
+        messages=USER,
+        tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
     assert json.loads(worker.received[-1].sampling_params.json_schema) == TOOLS[0]["function"]["parameters"]
     calls = resp.choices[0].message.tool_calls or []
-    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [("get_weather", {"city": "Oslo"})]
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Oslo"})
+    ]
 
     # tool_choice none: the template does not see the tools and nothing is parsed.
     worker.script('<tool_call>\n{"name": "get_weather", "arguments": {}}\n</tool_call>')

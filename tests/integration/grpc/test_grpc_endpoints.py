@@ -32,13 +32,18 @@ async def test_completions_batched_prompts_fan_out(grpc_env: Env) -> None:
     before = worker.requests
     resp = await client.completions.create(model=MODEL, prompt=prompts, n=2, max_tokens=50)
     assert worker.requests - before == 2  # one backend request per prompt
-    assert [(c.index, c.text) for c in resp.choices] == [(0, "answer A"), (1, "answer A"), (2, "answer B"),
-                                                         (3, "answer B")]
+    assert [(c.index, c.text) for c in resp.choices] == [
+        (0, "answer A"),
+        (1, "answer A"),
+        (2, "answer B"),
+        (3, "answer B"),
+    ]
     assert resp.usage is not None
     assert resp.usage.prompt_tokens == sum(len(_tok().encode(p).ids) for p in prompts)
 
-    stream = await client.completions.create(model=MODEL, prompt=prompts, max_tokens=50, stream=True,
-                                             stream_options={"include_usage": True})
+    stream = await client.completions.create(
+        model=MODEL, prompt=prompts, max_tokens=50, stream=True, stream_options={"include_usage": True}
+    )
     texts: dict[int, str] = {}
     finishes: dict[int, str | None] = {}
     async for chunk in stream:
@@ -63,9 +68,13 @@ async def test_completions_token_prompt_echo_and_length(grpc_env: Env) -> None:
 async def test_generate_with_text_and_input_ids(grpc_env: Env) -> None:
     gw, worker, _ = grpc_env
     async with httpx.AsyncClient() as http:
-        r = await http.post(base_url(gw) + "/generate",
-                            json={"text": sim_output_marker("generated text"),
-                                  "sampling_params": {"max_new_tokens": 40, "temperature": 0}})
+        r = await http.post(
+            base_url(gw) + "/generate",
+            json={
+                "text": sim_output_marker("generated text"),
+                "sampling_params": {"max_new_tokens": 40, "temperature": 0},
+            },
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["text"] == "generated text"
@@ -75,23 +84,36 @@ async def test_generate_with_text_and_input_ids(grpc_env: Env) -> None:
         assert worker.received[-1].sampling_params.temperature == 0.0
 
         ids = _tok().encode("hello world").ids
-        r = await http.post(base_url(gw) + "/generate",
-                            json={"input_ids": ids, "sampling_params": {"max_new_tokens": 3},
-                                  "return_logprob": True, "top_logprobs_num": 2})
+        r = await http.post(
+            base_url(gw) + "/generate",
+            json={
+                "input_ids": ids,
+                "sampling_params": {"max_new_tokens": 3},
+                "return_logprob": True,
+                "top_logprobs_num": 2,
+            },
+        )
         body = r.json()
         assert list(worker.received[-1].tokenized.input_ids) == ids
         assert body["meta_info"]["finish_reason"] == {"type": "length", "length": 3}
         assert len(body["meta_info"]["output_token_logprobs"]) == 3
         assert body["meta_info"]["output_token_logprobs"][0][1] == body["output_ids"][0]
 
-        r = await http.post(base_url(gw) + "/generate",
-                            json={"text": ["a", "b"], "sampling_params": {"max_new_tokens": 2}})
+        r = await http.post(
+            base_url(gw) + "/generate", json={"text": ["a", "b"], "sampling_params": {"max_new_tokens": 2}}
+        )
         assert isinstance(r.json(), list) and [o["index"] for o in r.json()] == [0, 1]
 
         events = []
-        async with http.stream("POST", base_url(gw) + "/generate",
-                               json={"text": sim_output_marker("streamed words here"), "stream": True,
-                                     "sampling_params": {"max_new_tokens": 40}}) as s:
+        async with http.stream(
+            "POST",
+            base_url(gw) + "/generate",
+            json={
+                "text": sim_output_marker("streamed words here"),
+                "stream": True,
+                "sampling_params": {"max_new_tokens": 40},
+            },
+        ) as s:
             async for line in s.aiter_lines():
                 if line.startswith("data:"):
                     events.append(line[5:].strip())
@@ -122,8 +144,12 @@ async def test_tokenize_and_detokenize(grpc_env: Env) -> None:
     text = "Héllo wörld, 日本語!"
     async with httpx.AsyncClient() as http:
         r = await http.post(base_url(gw) + "/v1/tokenize", json={"model": MODEL, "prompt": text})
-        assert r.json() == {"tokens": tok.encode(text).ids, "count": len(tok.encode(text).ids),
-                            "char_count": len(text), "model": MODEL}
+        assert r.json() == {
+            "tokens": tok.encode(text).ids,
+            "count": len(tok.encode(text).ids),
+            "char_count": len(text),
+            "model": MODEL,
+        }
         r = await http.post(base_url(gw) + "/v1/tokenize", json={"model": MODEL, "prompt": ["a b", "c"]})
         assert r.json()["tokens"] == [tok.encode("a b").ids, tok.encode("c").ids]
         assert r.json()["count"] == [2, 1] and r.json()["char_count"] == [3, 1]
@@ -131,8 +157,10 @@ async def test_tokenize_and_detokenize(grpc_env: Env) -> None:
         r = await http.post(base_url(gw) + "/v1/detokenize", json={"model": MODEL, "tokens": ids})
         assert r.json() == {"text": text}
         im_end = tok.token_to_id("<|im_end|>")
-        r = await http.post(base_url(gw) + "/v1/detokenize",
-                            json={"model": MODEL, "tokens": [ids, [im_end]], "skip_special_tokens": False})
+        r = await http.post(
+            base_url(gw) + "/v1/detokenize",
+            json={"model": MODEL, "tokens": [ids, [im_end]], "skip_special_tokens": False},
+        )
         assert r.json() == {"text": [text, "<|im_end|>"]}
         r = await http.post(base_url(gw) + "/v1/detokenize", json={"model": MODEL, "tokens": [10**9]})
         assert r.status_code == 400
@@ -177,8 +205,9 @@ async def test_discovery_labels_and_readiness(grpc_env: Env) -> None:
     assert [m["id"] for m in models] == [MODEL]
 
 
-async def test_tokenizer_from_getTokenizer_bundle(tmp_path: Path, make_gateway: GatewayFactory,
-                                                  make_grpc_worker: WorkerFactory) -> None:
+async def test_tokenizer_from_getTokenizer_bundle(
+    tmp_path: Path, make_gateway: GatewayFactory, make_grpc_worker: WorkerFactory
+) -> None:
     # The worker's tokenizer folder is gone from this host, so the gateway must fetch the bundle.
     folder = tmp_path / "tok"
     shutil.copytree(default_tokenizer_dir(), folder)
@@ -189,12 +218,15 @@ async def test_tokenizer_from_getTokenizer_bundle(tmp_path: Path, make_gateway: 
     entry = gw.grpc.tokenizers.get(MODEL)  # type: ignore[attr-defined]
     assert entry is not None and entry.source.startswith("grpc-bundle:")
     worker.script("from the bundle")
-    resp = await client_for(gw).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}])
+    resp = await client_for(gw).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "x"}]
+    )
     assert resp.choices[0].message.content == "from the bundle"
 
 
-async def test_readiness_waits_for_a_tokenizer(tmp_path: Path, make_gateway: GatewayFactory,
-                                              make_grpc_worker: WorkerFactory) -> None:
+async def test_readiness_waits_for_a_tokenizer(
+    tmp_path: Path, make_gateway: GatewayFactory, make_grpc_worker: WorkerFactory
+) -> None:
     folder = tmp_path / "tok"
     shutil.copytree(default_tokenizer_dir(), folder)
     worker = await make_grpc_worker(tokenizer_dir=str(folder))
@@ -203,18 +235,23 @@ async def test_readiness_waits_for_a_tokenizer(tmp_path: Path, make_gateway: Gat
     assert gw.registry.any_ready()
     async with httpx.AsyncClient() as http:
         assert (await http.get(base_url(gw) + "/readiness")).status_code == 503
-        r = await http.post(base_url(gw) + "/v1/chat/completions",
-                            json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+        r = await http.post(
+            base_url(gw) + "/v1/chat/completions",
+            json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]},
+        )
         assert r.status_code == 503
         # Registering a tokenizer for the model through the admin API makes the gateway ready.
-        r = await http.post(base_url(gw) + "/v1/tokenizers", json={"name": MODEL, "source": default_tokenizer_dir()})
+        r = await http.post(
+            base_url(gw) + "/v1/tokenizers", json={"name": MODEL, "source": default_tokenizer_dir()}
+        )
         assert r.status_code == 202
         await wait_for(lambda: gw.is_ready())
         assert (await http.get(base_url(gw) + "/readiness")).status_code == 200
 
 
-async def test_vllm_runtime_and_cache_aware_routing_on_tokens(make_gateway: GatewayFactory,
-                                                              make_grpc_worker: WorkerFactory) -> None:
+async def test_vllm_runtime_and_cache_aware_routing_on_tokens(
+    make_gateway: GatewayFactory, make_grpc_worker: WorkerFactory
+) -> None:
     workers = [await make_grpc_worker("vllm"), await make_grpc_worker("vllm")]
     gw = await make_gateway(worker_urls=[w.url for w in workers], policy="cache_aware")
     client = client_for(gw)
@@ -222,8 +259,9 @@ async def test_vllm_runtime_and_cache_aware_routing_on_tokens(make_gateway: Gate
     for _ in range(4):
         workers[0].script("ok")
         workers[1].script("ok")
-        resp = await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": prompt}],
-                                                    max_tokens=5)
+        resp = await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": prompt}], max_tokens=5
+        )
         assert resp.choices[0].message.content == "ok"
     # The same token prefix goes to the same worker every time.
     assert sorted(w.requests for w in workers) == [0, 4]

@@ -37,8 +37,9 @@ async def test_unknown_model_is_404(grpc_env: Env) -> None:
 async def test_bad_parameters_are_400_before_the_worker(grpc_env: Env, extra: dict[str, object]) -> None:
     gw, worker, _ = grpc_env
     async with httpx.AsyncClient() as http:
-        r = await http.post(base_url(gw) + "/v1/chat/completions",
-                            json={"model": MODEL, "messages": USER, **extra})
+        r = await http.post(
+            base_url(gw) + "/v1/chat/completions", json={"model": MODEL, "messages": USER, **extra}
+        )
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] in ("invalid_request", "missing_required_field")
     assert r.headers["x-smg-error-code"] == r.json()["error"]["code"]
@@ -47,44 +48,60 @@ async def test_bad_parameters_are_400_before_the_worker(grpc_env: Env, extra: di
 
 async def test_image_parts_are_400(grpc_env: Env) -> None:
     _, worker, client = grpc_env
-    messages = [{"role": "user", "content": [{"type": "text", "text": "what is this"},
-                                             {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "what is this"},
+                {"type": "image_url", "image_url": {"url": "http://x/y.png"}},
+            ],
+        }
+    ]
     with pytest.raises(openai.BadRequestError):
         await client.chat.completions.create(model=MODEL, messages=messages)  # type: ignore[arg-type]
     assert worker.requests == 0
 
 
-async def test_prompt_longer_than_context_is_400(make_gateway: GatewayFactory, make_grpc_worker: WorkerFactory) -> None:
+async def test_prompt_longer_than_context_is_400(
+    make_gateway: GatewayFactory, make_grpc_worker: WorkerFactory
+) -> None:
     worker = await make_grpc_worker(max_context_length=32)
     gw = await make_gateway(worker_urls=[worker.url])
     with pytest.raises(openai.BadRequestError):
-        await client_for(gw).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x " * 100}])
+        await client_for(gw).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x " * 100}]
+        )
     assert worker.requests == 0
 
 
 @pytest.mark.parametrize(("code", "status"), [
     (grpc.StatusCode.INVALID_ARGUMENT, 400), (grpc.StatusCode.NOT_FOUND, 404), (grpc.StatusCode.INTERNAL, 500),
 ])  # fmt: skip
-async def test_worker_grpc_status_maps_to_http(make_gateway: GatewayFactory, make_grpc_worker: WorkerFactory,
-                                              code: grpc.StatusCode, status: int) -> None:
+async def test_worker_grpc_status_maps_to_http(
+    make_gateway: GatewayFactory, make_grpc_worker: WorkerFactory, code: grpc.StatusCode, status: int
+) -> None:
     worker = await make_grpc_worker()
     gw = await make_gateway(worker_urls=[worker.url], disable_retries=True)
     worker.fail_next(code, "engine says no")
     async with httpx.AsyncClient() as http:
-        r = await http.post(base_url(gw) + "/v1/chat/completions",
-                            json={"model": MODEL, "messages": USER, "max_tokens": 3})
+        r = await http.post(
+            base_url(gw) + "/v1/chat/completions", json={"model": MODEL, "messages": USER, "max_tokens": 3}
+        )
         assert r.status_code == status
         assert "engine says no" in r.json()["error"]["message"]
         # Streaming: the error comes before the first byte, so it is still a plain HTTP error.
         worker.fail_next(code, "engine says no")
-        r = await http.post(base_url(gw) + "/v1/chat/completions",
-                            json={"model": MODEL, "messages": USER, "max_tokens": 3, "stream": True})
+        r = await http.post(
+            base_url(gw) + "/v1/chat/completions",
+            json={"model": MODEL, "messages": USER, "max_tokens": 3, "stream": True},
+        )
         assert r.status_code == status
     assert total_load(gw) == 0
 
 
-async def test_unavailable_is_retried_before_the_first_event(make_gateway: GatewayFactory,
-                                                            make_grpc_worker: WorkerFactory) -> None:
+async def test_unavailable_is_retried_before_the_first_event(
+    make_gateway: GatewayFactory, make_grpc_worker: WorkerFactory
+) -> None:
     worker = await make_grpc_worker()
     gw = await make_gateway(worker_urls=[worker.url], retry_initial_backoff_ms=1)
     worker.fail_next(grpc.StatusCode.UNAVAILABLE, "warming up")
@@ -100,13 +117,19 @@ async def test_unavailable_is_retried_before_the_first_event(make_gateway: Gatew
     assert total_load(gw) == 0 and total_load(gw2) == 0
 
 
-async def test_failure_after_the_first_byte_is_an_sse_error_then_done(make_gateway: GatewayFactory,
-                                                                     make_grpc_worker: WorkerFactory) -> None:
+async def test_failure_after_the_first_byte_is_an_sse_error_then_done(
+    make_gateway: GatewayFactory, make_grpc_worker: WorkerFactory
+) -> None:
     worker = await make_grpc_worker(itl_ms=20)
     gw = await make_gateway(worker_urls=[worker.url])
-    async with httpx.AsyncClient(timeout=10) as http, http.stream(
-            "POST", base_url(gw) + "/v1/chat/completions",
-            json={"model": MODEL, "messages": USER, "max_tokens": 500, "stream": True}) as r:
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        http.stream(
+            "POST",
+            base_url(gw) + "/v1/chat/completions",
+            json={"model": MODEL, "messages": USER, "max_tokens": 500, "stream": True},
+        ) as r,
+    ):
         assert r.status_code == 200
         lines = []
         async for line in r.aiter_lines():
@@ -119,13 +142,19 @@ async def test_failure_after_the_first_byte_is_an_sse_error_then_done(make_gatew
     assert total_load(gw) == 0
 
 
-async def test_client_disconnect_mid_stream_sends_abort(make_gateway: GatewayFactory,
-                                                       make_grpc_worker: WorkerFactory) -> None:
+async def test_client_disconnect_mid_stream_sends_abort(
+    make_gateway: GatewayFactory, make_grpc_worker: WorkerFactory
+) -> None:
     worker = await make_grpc_worker(itl_ms=10)
     gw = await make_gateway(worker_urls=[worker.url])
-    async with httpx.AsyncClient(timeout=10) as http, http.stream(
-            "POST", base_url(gw) + "/v1/chat/completions",
-            json={"model": MODEL, "messages": USER, "max_tokens": 2000, "stream": True}) as r:
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        http.stream(
+            "POST",
+            base_url(gw) + "/v1/chat/completions",
+            json={"model": MODEL, "messages": USER, "max_tokens": 2000, "stream": True},
+        ) as r,
+    ):
         seen = 0
         async for line in r.aiter_lines():
             if line.startswith("data:"):
@@ -137,14 +166,16 @@ async def test_client_disconnect_mid_stream_sends_abort(make_gateway: GatewayFac
     await wait_for(lambda: total_load(gw) == 0 and worker.running == 0)
 
 
-async def test_client_disconnect_non_streaming_sends_abort(make_gateway: GatewayFactory,
-                                                          make_grpc_worker: WorkerFactory) -> None:
+async def test_client_disconnect_non_streaming_sends_abort(
+    make_gateway: GatewayFactory, make_grpc_worker: WorkerFactory
+) -> None:
     worker = await make_grpc_worker(itl_ms=10)
     gw = await make_gateway(worker_urls=[worker.url])
     async with httpx.AsyncClient(timeout=0.3) as http:
         with pytest.raises(httpx.ReadTimeout):
-            await http.post(base_url(gw) + "/v1/completions",
-                            json={"model": MODEL, "prompt": "hello", "max_tokens": 2000})
+            await http.post(
+                base_url(gw) + "/v1/completions", json={"model": MODEL, "prompt": "hello", "max_tokens": 2000}
+            )
     rid = worker.received[-1].request_id
     await asyncio.wait_for(worker.wait_until(lambda: rid in worker.aborted_ids), 5)
     await wait_for(lambda: total_load(gw) == 0)

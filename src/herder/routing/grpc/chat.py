@@ -60,7 +60,9 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]] | None:
     for i, tool in enumerate(tools):
         fn = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
-            raise bad(f"'tools[{i}]' must be {{type: function, function: {{name, parameters}}}}", f"tools[{i}]")
+            raise bad(
+                f"'tools[{i}]' must be {{type: function, function: {{name, parameters}}}}", f"tools[{i}]"
+            )
     return tools or None
 
 
@@ -78,7 +80,9 @@ def _tool_choice(body: dict[str, Any], tools: list[dict[str, Any]] | None) -> tu
     fn = choice.get("function") if isinstance(choice, dict) else None
     name = fn.get("name") if isinstance(fn, dict) else None
     if not isinstance(name, str):
-        raise bad("'tool_choice' must be none, auto, required or {type: function, function: {name}}", "tool_choice")
+        raise bad(
+            "'tool_choice' must be none, auto, required or {type: function, function: {name}}", "tool_choice"
+        )
     if not tools or not any(t["function"]["name"] == name for t in tools):
         raise bad(f"'tool_choice' names function {name!r}, which is not in 'tools'", "tool_choice")
     return "named", name
@@ -126,8 +130,11 @@ async def prepare_chat(router: GrpcRouter, ctx: RequestContext) -> ChatPlan:
     tools = _tools(body)
     mode, named = _tool_choice(body, tools)
     parallel = body.get("parallel_tool_calls") is not False
-    render_tools = None if mode == "none" else (
-        [t for t in tools or () if t["function"]["name"] == named] if named else tools)
+    render_tools = (
+        None
+        if mode == "none"
+        else ([t for t in tools or () if t["function"]["name"] == named] if named else tools)
+    )
     kwargs = body.get("chat_template_kwargs")
     if kwargs is not None and not isinstance(kwargs, dict):
         raise bad("'chat_template_kwargs' must be an object", "chat_template_kwargs")
@@ -146,8 +153,11 @@ async def prepare_chat(router: GrpcRouter, ctx: RequestContext) -> ChatPlan:
     sampling = openai_sampling(body, chat=True)
     if mode in ("required", "named") and sampling.constraint is None:
         assert tools is not None
-        schema = (_params_schema(next(t for t in tools if t["function"]["name"] == named)) if named
-                  else _required_schema(tools, parallel))
+        schema = (
+            _params_schema(next(t for t in tools if t["function"]["name"] == named))
+            if named
+            else _required_schema(tools, parallel)
+        )
         sampling.constraint = Constraint("json_schema", json.dumps(schema, separators=(",", ":")))
     ids = await entry.cached.encode_async(prompt, False)
     reasoning_name, tool_name = state.parsers(ctx.model)
@@ -163,7 +173,9 @@ async def prepare_chat(router: GrpcRouter, ctx: RequestContext) -> ChatPlan:
     skip = sampling.skip_special_tokens and not (markers and _needs_special_tokens(entry, markers))
     sampling.skip_special_tokens = skip
     meta = state.meta(ctx.model)
-    eos = [] if sampling.ignore_eos else list(dict.fromkeys(entry.tokenizer.eos_token_ids + meta.eos_token_ids))
+    eos = (
+        [] if sampling.ignore_eos else list(dict.fromkeys(entry.tokenizer.eos_token_ids + meta.eos_token_ids))
+    )
     output = OutputConfig(
         tokenizer=entry.tokenizer, skip_special_tokens=skip, stop=sampling.stop,
         stop_token_ids=eos + sampling.stop_token_ids, no_stop_trim=sampling.no_stop_trim,
@@ -178,8 +190,13 @@ async def prepare_chat(router: GrpcRouter, ctx: RequestContext) -> ChatPlan:
 async def handle_chat(router: GrpcRouter, ctx: RequestContext, reply: Reply) -> None:
     plan = await prepare_chat(router, ctx)
     meta = router.state.meta(ctx.model)
-    params = plan.sampling.params(engine_request_id(ctx), plan.input_ids, plan.prompt, stream=ctx.stream,
-                                  context_length=meta.context_length)
+    params = plan.sampling.params(
+        engine_request_id(ctx),
+        plan.input_ids,
+        plan.prompt,
+        stream=ctx.stream,
+        context_length=meta.context_length,
+    )
     choices = Choices([plan.output], params.n, stream=ctx.stream)
     choices.prompt_tokens[0] = len(plan.input_ids)
     model = ctx.model or meta.name
@@ -202,15 +219,19 @@ def _delta_json(ev: ChoiceEvent) -> dict[str, Any]:
     return delta
 
 
-async def _stream_chat(router: GrpcRouter, ctx: RequestContext, reply: Reply, stream: Stream, choices: Choices,
-                       model: str) -> None:
+async def _stream_chat(
+    router: GrpcRouter, ctx: RequestContext, reply: Reply, stream: Stream, choices: Choices, model: str
+) -> None:
     state = router.state
     want_logprobs = ctx.parsed.get("logprobs") is True
     texts = state.token_texts(state.tokenizer(ctx.model)) if want_logprobs else None
     opts = ctx.parsed.get("stream_options")
     include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
     head = b'data: {"id":%b,"object":"chat.completion.chunk","created":%d,"model":%b,"choices":[' % (
-        orjson.dumps(ctx.request_id.decode("latin-1")), int(time.time()), orjson.dumps(model))
+        orjson.dumps(ctx.request_id.decode("latin-1")),
+        int(time.time()),
+        orjson.dumps(model),
+    )
     tail = b"]}\n\n"
     early_exit = stream.worker.runtime_type == "mlx"  # no stop strings on that wire: stop it ourselves
     status, code = 200, None
@@ -249,17 +270,26 @@ async def _stream_chat(router: GrpcRouter, ctx: RequestContext, reply: Reply, st
         await close_all([stream], status, code)
 
 
-def _chunks(ev: ChoiceEvent, head: bytes, tail: bytes, choices: Choices, texts: Any, *,
-            plan_logprobs: bool) -> bytes:
+def _chunks(
+    ev: ChoiceEvent, head: bytes, tail: bytes, choices: Choices, texts: Any, *, plan_logprobs: bool
+) -> bytes:
     """The SSE events one ChoiceEvent produces: a delta (if any) and the finish chunk (if finished)."""
     out = b""
     delta = _delta_json(ev)
     logprobs = chat_logprobs(ev.logprobs, texts) if plan_logprobs and texts is not None else None
     if delta or logprobs is not None:
-        out = head + orjson.dumps({"index": ev.index, "delta": delta, "logprobs": logprobs,
-                                   "finish_reason": None}) + tail
+        out = (
+            head
+            + orjson.dumps({"index": ev.index, "delta": delta, "logprobs": logprobs, "finish_reason": None})
+            + tail
+        )
     if ev.finish_reason is not None:
-        fin: dict[str, Any] = {"index": ev.index, "delta": {}, "logprobs": None, "finish_reason": ev.finish_reason}
+        fin: dict[str, Any] = {
+            "index": ev.index,
+            "delta": {},
+            "logprobs": None,
+            "finish_reason": ev.finish_reason,
+        }
         matched = choices.matched(ev.index)
         if matched is not None:
             fin["matched_stop"] = matched
@@ -267,8 +297,9 @@ def _chunks(ev: ChoiceEvent, head: bytes, tail: bytes, choices: Choices, texts: 
     return out
 
 
-async def _complete_chat(router: GrpcRouter, ctx: RequestContext, reply: Reply, stream: Stream, choices: Choices,
-                         model: str) -> None:
+async def _complete_chat(
+    router: GrpcRouter, ctx: RequestContext, reply: Reply, stream: Stream, choices: Choices, model: str
+) -> None:
     state = router.state
     want_logprobs = ctx.parsed.get("logprobs") is True
     texts = state.token_texts(state.tokenizer(ctx.model)) if want_logprobs else None
@@ -304,13 +335,25 @@ async def _complete_chat(router: GrpcRouter, ctx: RequestContext, reply: Reply, 
         calls = out.message_tool_calls()
         if calls:
             message["tool_calls"] = calls
-        item: dict[str, Any] = {"index": index, "message": message, "logprobs": logprobs.get(index),
-                                "finish_reason": finish.get(index, "stop")}
+        item: dict[str, Any] = {
+            "index": index,
+            "message": message,
+            "logprobs": logprobs.get(index),
+            "finish_reason": finish.get(index, "stop"),
+        }
         if out.matched is not None:
             item["matched_stop"] = out.matched
         out_choices.append(item)
     usage = choices.usage()
-    body = orjson.dumps({"id": ctx.request_id.decode("latin-1"), "object": "chat.completion",
-                         "created": int(time.time()), "model": model, "choices": out_choices, "usage": usage})
+    body = orjson.dumps(
+        {
+            "id": ctx.request_id.decode("latin-1"),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": out_choices,
+            "usage": usage,
+        }
+    )
     ctx.usage_tail = body
     reply.send(200, body)

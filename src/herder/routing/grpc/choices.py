@@ -66,10 +66,14 @@ class Choices:
                 # The gateway's stop jail ended the choice before the engine did: finish it now.
                 tail = out.finish()
                 _merge(delta, tail)
-                return ChoiceEvent(index, delta, event.logprobs, finish_reason(self.engine_reasons[index] or "stop",
-                                                                              out))
-            return ChoiceEvent(index, delta, event.logprobs) if delta else (
-                ChoiceEvent(index, delta, event.logprobs) if event.logprobs is not None else None)
+                return ChoiceEvent(
+                    index, delta, event.logprobs, finish_reason(self.engine_reasons[index] or "stop", out)
+                )
+            return (
+                ChoiceEvent(index, delta, event.logprobs)
+                if delta
+                else (ChoiceEvent(index, delta, event.logprobs) if event.logprobs is not None else None)
+            )
         assert isinstance(event, Complete)
         self.prompt_tokens[stream_no] = event.prompt_tokens or self.prompt_tokens[stream_no]
         self.cached_tokens[stream_no] = event.cached_tokens or self.cached_tokens[stream_no]
@@ -96,8 +100,9 @@ class Choices:
         for index, out in enumerate(self.outputs):
             if not out.finished:
                 delta = out.finish()
-                events.append(ChoiceEvent(index, delta, None, finish_reason(self.engine_reasons[index] or "stop",
-                                                                            out)))
+                events.append(
+                    ChoiceEvent(index, delta, None, finish_reason(self.engine_reasons[index] or "stop", out))
+                )
         return events
 
     @property
@@ -110,8 +115,11 @@ class Choices:
     def usage(self) -> dict[str, object]:
         prompt = sum(self.prompt_tokens)
         completion = sum(c or t for c, t in zip(self.completion_tokens, self.token_counts, strict=True))
-        usage: dict[str, object] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                                    "total_tokens": prompt + completion}
+        usage: dict[str, object] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
         cached = sum(self.cached_tokens)
         if cached:
             usage["prompt_tokens_details"] = {"cached_tokens": cached}

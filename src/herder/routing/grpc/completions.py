@@ -66,7 +66,9 @@ async def handle_completions(router: GrpcRouter, ctx: RequestContext, reply: Rep
     prompts = await prompts_of(entry, body.get("prompt"), "prompt")
     sampling = openai_sampling(body, chat=False)
     meta = state.meta(ctx.model)
-    eos = [] if sampling.ignore_eos else list(dict.fromkeys(entry.tokenizer.eos_token_ids + meta.eos_token_ids))
+    eos = (
+        [] if sampling.ignore_eos else list(dict.fromkeys(entry.tokenizer.eos_token_ids + meta.eos_token_ids))
+    )
     cfg = OutputConfig(tokenizer=entry.tokenizer, skip_special_tokens=sampling.skip_special_tokens,
                        stop=sampling.stop, stop_token_ids=eos + sampling.stop_token_ids,
                        no_stop_trim=sampling.no_stop_trim)  # fmt: skip
@@ -88,9 +90,12 @@ async def handle_completions(router: GrpcRouter, ctx: RequestContext, reply: Rep
 
 
 def _choice_json(ev: ChoiceEvent, choices: Choices, texts: TokenTexts | None, prefix: str) -> dict[str, Any]:
-    item: dict[str, Any] = {"index": ev.index, "text": prefix + ev.delta.content,
-                            "logprobs": completion_logprobs(ev.logprobs, texts) if texts is not None else None,
-                            "finish_reason": ev.finish_reason}
+    item: dict[str, Any] = {
+        "index": ev.index,
+        "text": prefix + ev.delta.content,
+        "logprobs": completion_logprobs(ev.logprobs, texts) if texts is not None else None,
+        "finish_reason": ev.finish_reason,
+    }
     if ev.finish_reason is not None:
         matched = choices.matched(ev.index)
         if matched is not None:
@@ -98,12 +103,23 @@ def _choice_json(ev: ChoiceEvent, choices: Choices, texts: TokenTexts | None, pr
     return item
 
 
-async def _stream(router: GrpcRouter, ctx: RequestContext, reply: Reply, streams: list[Stream], choices: Choices,
-                  model: str, echoes: list[str], texts: TokenTexts | None) -> None:
+async def _stream(
+    router: GrpcRouter,
+    ctx: RequestContext,
+    reply: Reply,
+    streams: list[Stream],
+    choices: Choices,
+    model: str,
+    echoes: list[str],
+    texts: TokenTexts | None,
+) -> None:
     opts = ctx.parsed.get("stream_options")
     include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
     head = b'data: {"id":%b,"object":"text_completion","created":%d,"model":%b,"choices":[' % (
-        orjson.dumps(ctx.request_id.decode("latin-1")), int(time.time()), orjson.dumps(model))
+        orjson.dumps(ctx.request_id.decode("latin-1")),
+        int(time.time()),
+        orjson.dumps(model),
+    )
     tail = b"]}\n\n"
     pending_echo = [echoes[i // choices.n] for i in range(len(choices.outputs))]
     early_exit = any(s.worker.runtime_type == "mlx" for s in streams)
@@ -119,7 +135,9 @@ async def _stream(router: GrpcRouter, ctx: RequestContext, reply: Reply, streams
             await reply.write(head + orjson.dumps(_choice_json(ev, choices, texts, prefix)) + tail)
             if early_exit and choices.all_finished:
                 break
-        out = [head + orjson.dumps(_choice_json(ev, choices, None, "")) + tail for ev in choices.finish_open()]
+        out = [
+            head + orjson.dumps(_choice_json(ev, choices, None, "")) + tail for ev in choices.finish_open()
+        ]
         usage = orjson.dumps(choices.usage())
         ctx.usage_tail = usage
         if include_usage:
@@ -137,8 +155,15 @@ async def _stream(router: GrpcRouter, ctx: RequestContext, reply: Reply, streams
         await close_all(streams, status, code)
 
 
-async def _complete(ctx: RequestContext, reply: Reply, streams: list[Stream], choices: Choices, model: str,
-                    echoes: list[str], texts: TokenTexts | None) -> None:
+async def _complete(
+    ctx: RequestContext,
+    reply: Reply,
+    streams: list[Stream],
+    choices: Choices,
+    model: str,
+    echoes: list[str],
+    texts: TokenTexts | None,
+) -> None:
     finish: dict[int, str] = {}
     logprobs: dict[int, Any] = {}
     status, code = 200, None
@@ -165,12 +190,24 @@ async def _complete(ctx: RequestContext, reply: Reply, streams: list[Stream], ch
         await close_all(streams, status, code)
     items = []
     for index, out in enumerate(choices.outputs):
-        item: dict[str, Any] = {"index": index, "text": echoes[index // choices.n] + "".join(out.content),
-                                "logprobs": logprobs.get(index), "finish_reason": finish.get(index, "stop")}
+        item: dict[str, Any] = {
+            "index": index,
+            "text": echoes[index // choices.n] + "".join(out.content),
+            "logprobs": logprobs.get(index),
+            "finish_reason": finish.get(index, "stop"),
+        }
         if out.matched is not None:
             item["matched_stop"] = out.matched
         items.append(item)
-    body = orjson.dumps({"id": ctx.request_id.decode("latin-1"), "object": "text_completion",
-                         "created": int(time.time()), "model": model, "choices": items, "usage": choices.usage()})
+    body = orjson.dumps(
+        {
+            "id": ctx.request_id.decode("latin-1"),
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": items,
+            "usage": choices.usage(),
+        }
+    )
     ctx.usage_tail = body
     reply.send(200, body)

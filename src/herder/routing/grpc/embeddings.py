@@ -22,8 +22,9 @@ from herder.server.http import Reply
 from herder.workers.worker import Worker
 
 
-async def embed_one(router: GrpcRouter, ctx: RequestContext, rid: str, ids: list[int], text: str,
-                    reply: Reply) -> EmbedResult:
+async def embed_one(
+    router: GrpcRouter, ctx: RequestContext, rid: str, ids: list[int], text: str, reply: Reply
+) -> EmbedResult:
     """One Embed call with selection, lease and retries before an answer."""
     attempts = router.retry.attempts
     failed: Worker | None = None
@@ -72,10 +73,18 @@ async def handle_embeddings(router: GrpcRouter, ctx: RequestContext, reply: Repl
     results = await asyncio.gather(*(
         embed_one(router, ctx, engine_request_id(ctx, i), ids, text, reply) for i, (text, ids) in enumerate(inputs)
     ))  # fmt: skip
-    data = [{"object": "embedding", "index": i, "embedding": _encode(r.embedding, fmt, dims)}
-            for i, r in enumerate(results)]
+    data = [
+        {"object": "embedding", "index": i, "embedding": _encode(r.embedding, fmt, dims)}
+        for i, r in enumerate(results)
+    ]
     tokens = sum(r.prompt_tokens or len(ids) for r, (_, ids) in zip(results, inputs, strict=True))
-    out = orjson.dumps({"object": "list", "data": data, "model": ctx.model or router.state.meta(None).name,
-                        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    out = orjson.dumps(
+        {
+            "object": "list",
+            "data": data,
+            "model": ctx.model or router.state.meta(None).name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
     ctx.usage_tail = b'{"usage":{"prompt_tokens":%d,"completion_tokens":0}}' % tokens
     reply.send(200, out)

@@ -77,7 +77,9 @@ async def handle_generate(router: GrpcRouter, ctx: RequestContext, reply: Reply)
     prompts = await prompts_of(entry, value, field)
     sampling = sglang_sampling(body)
     meta = state.meta(ctx.model)
-    eos = [] if sampling.ignore_eos else list(dict.fromkeys(entry.tokenizer.eos_token_ids + meta.eos_token_ids))
+    eos = (
+        [] if sampling.ignore_eos else list(dict.fromkeys(entry.tokenizer.eos_token_ids + meta.eos_token_ids))
+    )
     cfg = OutputConfig(tokenizer=entry.tokenizer, skip_special_tokens=sampling.skip_special_tokens,
                        stop=sampling.stop, stop_token_ids=eos + sampling.stop_token_ids,
                        no_stop_trim=sampling.no_stop_trim)  # fmt: skip
@@ -88,7 +90,9 @@ async def handle_generate(router: GrpcRouter, ctx: RequestContext, reply: Reply)
     choices = Choices([cfg] * len(prompts), sampling.n, stream=ctx.stream)
     for i, (_, ids) in enumerate(prompts):
         choices.prompt_tokens[i] = len(ids)
-    many = len(choices.outputs) > 1 or (isinstance(value, list) and bool(value) and not isinstance(value[0], int))
+    many = len(choices.outputs) > 1 or (
+        isinstance(value, list) and bool(value) and not isinstance(value[0], int)
+    )
     streams = await router.open_streams(ctx, params, reply)
     objs = [_Obj() for _ in choices.outputs]
     ident = rid or ctx.request_id.decode("latin-1")
@@ -149,8 +153,16 @@ async def handle_generate(router: GrpcRouter, ctx: RequestContext, reply: Reply)
     await _complete(ctx, reply, streams, choices, objs, obj_json, many, early_exit)
 
 
-async def _complete(ctx: RequestContext, reply: Reply, streams: list[Stream], choices: Choices, objs: list[_Obj],
-                    obj_json: Any, many: bool, early_exit: bool) -> None:
+async def _complete(
+    ctx: RequestContext,
+    reply: Reply,
+    streams: list[Stream],
+    choices: Choices,
+    objs: list[_Obj],
+    obj_json: Any,
+    many: bool,
+    early_exit: bool,
+) -> None:
     status, code = 200, None
     try:
         async for stream_no, event in merge(streams):

@@ -82,8 +82,21 @@ class OutputConfig:
 class ChoiceOutput:
     """Decoding state of one choice."""
 
-    __slots__ = ("_buffer_tools", "_decoder", "_ids", "_reasoning", "_tool_ids", "_tool_names", "_tools",
-                 "cfg", "content", "finished", "matched", "reasoning", "tool_calls")
+    __slots__ = (
+        "_buffer_tools",
+        "_decoder",
+        "_ids",
+        "_reasoning",
+        "_tool_ids",
+        "_tool_names",
+        "_tools",
+        "cfg",
+        "content",
+        "finished",
+        "matched",
+        "reasoning",
+        "tool_calls",
+    )
 
     def __init__(self, cfg: OutputConfig) -> None:
         self.cfg = cfg
@@ -93,10 +106,14 @@ class ChoiceOutput:
         )  # fmt: skip
         self._reasoning: ReasoningParser | None = None
         if cfg.reasoning_parser is not None:
-            self._reasoning = get_reasoning_parser(cfg.reasoning_parser, stream_reasoning=cfg.stream_reasoning)
+            self._reasoning = get_reasoning_parser(
+                cfg.reasoning_parser, stream_reasoning=cfg.stream_reasoning
+            )
             if cfg.reasoning_started:
                 self._reasoning.mark_reasoning_started()
-        self._tools: ToolParser | None = get_tool_parser(cfg.tool_parser, cfg.tools) if cfg.tool_parser else None
+        self._tools: ToolParser | None = (
+            get_tool_parser(cfg.tool_parser, cfg.tools) if cfg.tool_parser else None
+        )
         # tool_choice required / named: the constrained output is collected and turned into calls at the end.
         self._buffer_tools = cfg.forced_tool is not None or cfg.required_tools
         self._tool_ids: dict[int, str] = {}
@@ -185,8 +202,14 @@ class ChoiceOutput:
             self.tool_calls[index].append(args)
         if not first and not args:
             return
-        delta.tools.append(ToolDelta(index, self._tool_ids[index] if first else None,
-                                     self._tool_names[index] if first else None, args))
+        delta.tools.append(
+            ToolDelta(
+                index,
+                self._tool_ids[index] if first else None,
+                self._tool_names[index] if first else None,
+                args,
+            )
+        )
 
     def _forced_calls(self, delta: Delta) -> None:
         """tool_choice required / named: the whole (constrained) output becomes tool calls."""
@@ -273,4 +296,9 @@ def completion_logprobs(lp: Logprobs | None, texts: TokenTexts, offset: int = 0)
         offsets.append(pos)
         pos += len(token)
     top = [{texts(t): v for t, v in alts} for alts in lp.top] if lp.top else None
-    return {"tokens": tokens, "token_logprobs": list(lp.logprobs), "top_logprobs": top, "text_offset": offsets}
+    return {
+        "tokens": tokens,
+        "token_logprobs": list(lp.logprobs),
+        "top_logprobs": top,
+        "text_offset": offsets,
+    }

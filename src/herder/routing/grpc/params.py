@@ -25,8 +25,9 @@ def bad(message: str, param: str | None = None) -> HttpError:
     return HttpError(400, errors.INVALID_REQUEST, message, param)
 
 
-def _number(body: Mapping[str, Any], name: str, default: float, *, lo: float | None = None,
-            hi: float | None = None) -> float:
+def _number(
+    body: Mapping[str, Any], name: str, default: float, *, lo: float | None = None, hi: float | None = None
+) -> float:
     value = body.get(name)
     if value is None:
         return default
@@ -70,7 +71,9 @@ def _stop_strings(value: Any, name: str = "stop") -> list[str]:
 def _int_list(value: Any, name: str) -> list[int]:
     if value is None:
         return []
-    if isinstance(value, list) and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value):
+    if isinstance(value, list) and all(
+        isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value
+    ):
         return list(value)
     raise bad(f"'{name}' must be an array of non-negative integers", name)
 
@@ -118,15 +121,26 @@ class SamplingFields:
     logit_bias: dict[int, float] = field(default_factory=dict)
     constraint: Constraint | None = None
 
-    def params(self, request_id: str, input_ids: list[int], original_text: str, *, stream: bool,
-               context_length: int, n: int | None = None) -> GenerateParams:
+    def params(
+        self,
+        request_id: str,
+        input_ids: list[int],
+        original_text: str,
+        *,
+        stream: bool,
+        context_length: int,
+        n: int | None = None,
+    ) -> GenerateParams:
         """The GenerateParams for one prompt. Without max_tokens the limit is what the context has left."""
         max_new = self.max_new_tokens
         if context_length > 0:
             room = context_length - len(input_ids)
             if room <= 0:
-                raise bad(f"The prompt has {len(input_ids)} tokens, which exceeds the model's context length "
-                          f"of {context_length}", "messages")
+                raise bad(
+                    f"The prompt has {len(input_ids)} tokens, which exceeds the model's context length "
+                    f"of {context_length}",
+                    "messages",
+                )
             max_new = room if max_new is None else min(max_new, room)
         return GenerateParams(
             request_id=request_id, input_ids=input_ids, original_text=original_text, max_new_tokens=max_new,
@@ -186,16 +200,23 @@ def constraint_of(body: Mapping[str, Any], *, response_format: bool = True) -> C
                 spec = rf.get("json_schema")
                 schema = spec.get("schema") if isinstance(spec, dict) else None
                 if not isinstance(schema, dict | bool):
-                    raise bad("'response_format.json_schema.schema' must be a JSON schema object",
-                              "response_format")
+                    raise bad(
+                        "'response_format.json_schema.schema' must be a JSON schema object", "response_format"
+                    )
                 found.append(Constraint("json_schema", json.dumps(schema, separators=(",", ":"))))
             elif kind == "json_object":
                 found.append(Constraint("json_object"))
             elif kind != "text":
-                raise bad(f"'response_format.type' must be text, json_object or json_schema, not {kind!r}",
-                          "response_format")
-    for name, kind in (("regex", "regex"), ("ebnf", "ebnf"), ("json_schema", "json_schema"),
-                       ("structural_tag", "structural_tag")):
+                raise bad(
+                    f"'response_format.type' must be text, json_object or json_schema, not {kind!r}",
+                    "response_format",
+                )
+    for name, kind in (
+        ("regex", "regex"),
+        ("ebnf", "ebnf"),
+        ("json_schema", "json_schema"),
+        ("structural_tag", "structural_tag"),
+    ):
         value = body.get(name)
         if value is None:
             continue
@@ -205,8 +226,10 @@ def constraint_of(body: Mapping[str, Any], *, response_format: bool = True) -> C
             raise bad(f"'{name}' must be a non-empty string", name)
         found.append(Constraint(kind, value))  # type: ignore[arg-type]
     if len(found) > 1:
-        raise bad("Only one structured-output constraint is allowed (response_format, regex, ebnf, json_schema)",
-                  "response_format")
+        raise bad(
+            "Only one structured-output constraint is allowed (response_format, regex, ebnf, json_schema)",
+            "response_format",
+        )
     return found[0] if found else None
 
 

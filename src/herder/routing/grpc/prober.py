@@ -20,8 +20,16 @@ from herder.workers.worker import HealthConfig, Worker, WorkerStatus
 log = logging.getLogger("herder.grpc")
 
 # GetServerInfo fields that become worker labels when present (SMG: tp/dp size, kv connector, ...).
-_SERVER_LABELS = ("tp_size", "dp_size", "data_parallel_size", "kv_connector", "kv_role", "kv_engine_id",
-                  "page_size", "block_size")
+_SERVER_LABELS = (
+    "tp_size",
+    "dp_size",
+    "data_parallel_size",
+    "kv_connector",
+    "kv_role",
+    "kv_engine_id",
+    "page_size",
+    "block_size",
+)
 
 
 def client_of(worker: Worker, hint: str | None) -> GrpcWorkerClient:
@@ -68,15 +76,18 @@ class GrpcProber:
             value = server.get(key, args.get(key) if isinstance(args, dict) else None)
             if value not in (None, "", 0):
                 # Struct numbers arrive as floats: 1.0 -> "1".
-                labels[key] = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+                labels[key] = (
+                    str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+                )
         worker.labels = labels
         worker.runtime_type = info.runtime
         if not worker.spec.models:
             worker.models = [info.served_model_name or info.model_id or info.model_path]
         for model in worker.models:
             if model not in self.state.models:
-                self.state.models[model] = ModelMeta(model, info.model_path, info.context_length,
-                                                     list(info.eos_token_ids), info.runtime)
+                self.state.models[model] = ModelMeta(
+                    model, info.model_path, info.context_length, list(info.eos_token_ids), info.runtime
+                )
         self.state.forget_parsers()
         await asyncio.gather(*(self._ensure_tokenizer(model, worker, client) for model in worker.models))
 
@@ -100,8 +111,11 @@ class GrpcProber:
     async def _load(self, model: str, worker: Worker, client: GrpcWorkerClient) -> None:
         cfg = self.state.config
         sources = [s for s in (cfg.tokenizer_path, cfg.model_path) if s]
-        sources += [p for p in (worker.labels.get("tokenizer_path"), worker.labels.get("model_path"))
-                    if p and os.path.exists(p)]
+        sources += [
+            p
+            for p in (worker.labels.get("tokenizer_path"), worker.labels.get("model_path"))
+            if p and os.path.exists(p)
+        ]
         errors: list[str] = []
         tokenizer: Tokenizer | None = None
         source = ""
@@ -114,8 +128,9 @@ class GrpcProber:
         if tokenizer is None and not cfg.disable_tokenizer_autoload:
             try:
                 data, digest = await client.fetch_tokenizer()
-                tokenizer = await asyncio.to_thread(load_from_bundle, data, digest,
-                                                    chat_template_path=cfg.chat_template)
+                tokenizer = await asyncio.to_thread(
+                    load_from_bundle, data, digest, chat_template_path=cfg.chat_template
+                )
                 source = f"grpc-bundle:{worker.url}"
             except Exception as exc:
                 errors.append(f"GetTokenizer from {worker.url}: {exc}")

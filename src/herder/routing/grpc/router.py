@@ -77,8 +77,14 @@ class Stream:
 
     __slots__ = ("_released", "_router", "ctx", "events", "first", "worker")
 
-    def __init__(self, router: GrpcRouter, ctx: RequestContext, worker: Worker,
-                 events: AsyncIterator[GenerateEvent], first: GenerateEvent | None) -> None:
+    def __init__(
+        self,
+        router: GrpcRouter,
+        ctx: RequestContext,
+        worker: Worker,
+        events: AsyncIterator[GenerateEvent],
+        first: GenerateEvent | None,
+    ) -> None:
         self._router = router
         self.ctx = ctx
         self.worker = worker
@@ -109,8 +115,16 @@ class Stream:
 class GrpcRouter:
     """Routes inference requests for models served by grpc:// workers."""
 
-    def __init__(self, registry: WorkerRegistry, policies: PolicyRegistry, retry: RetryConfig, state: GrpcState,
-                 *, hooks: RelayHooks, request_timeout: float = 0.0) -> None:
+    def __init__(
+        self,
+        registry: WorkerRegistry,
+        policies: PolicyRegistry,
+        retry: RetryConfig,
+        state: GrpcState,
+        *,
+        hooks: RelayHooks,
+        request_timeout: float = 0.0,
+    ) -> None:
         self.registry = registry
         self.policies = policies
         self.retry = retry
@@ -134,8 +148,9 @@ class GrpcRouter:
     async def route(self, ctx: RequestContext, reply: Reply) -> None:
         handler = self.handlers.get(ctx.endpoint)
         if handler is None:
-            raise HttpError(501, errors.INVALID_REQUEST,
-                            f"{ctx.path} is not supported for models served by gRPC workers")
+            raise HttpError(
+                501, errors.INVALID_REQUEST, f"{ctx.path} is not supported for models served by gRPC workers"
+            )
         task = asyncio.current_task()
         if task is not None:
             reply.on_close = _canceller(task)
@@ -160,14 +175,19 @@ class GrpcRouter:
             return None
         if ctx.target_worker is not None:
             return _pick_target(candidates, ctx.target_worker)
-        worker = self.policies.get(ctx.model).select(candidates, RoutingInfo(tokens=tokens, headers=ctx.headers))
+        worker = self.policies.get(ctx.model).select(
+            candidates, RoutingInfo(tokens=tokens, headers=ctx.headers)
+        )
         if worker is not None:
             worker.processed += 1
         return worker
 
     def _no_workers(self, ctx: RequestContext) -> HttpError:
-        return HttpError(503, errors.NO_AVAILABLE_WORKERS,
-                         f"No available workers for model '{ctx.model}'" if ctx.model else "No available workers")
+        return HttpError(
+            503,
+            errors.NO_AVAILABLE_WORKERS,
+            f"No available workers for model '{ctx.model}'" if ctx.model else "No available workers",
+        )
 
     def record(self, worker: Worker, success: bool) -> None:
         worker.breaker.record(success)
@@ -193,7 +213,9 @@ class GrpcRouter:
             if hooks.on_selected is not None:
                 hooks.on_selected(ctx, worker)
             worker.load += 1
-            events = client_of(worker, self.state.config.backend).generate(params, timeout=self.request_timeout)
+            events = client_of(worker, self.state.config.backend).generate(
+                params, timeout=self.request_timeout
+            )
             try:
                 first: GenerateEvent | None = await events.__anext__()
             except StopAsyncIteration:
@@ -226,12 +248,15 @@ class GrpcRouter:
             return Stream(self, ctx, worker, events, first)
         raise last or self._no_workers(ctx)
 
-    async def open_streams(self, ctx: RequestContext, params: list[GenerateParams], reply: Reply) -> list[Stream]:
+    async def open_streams(
+        self, ctx: RequestContext, params: list[GenerateParams], reply: Reply
+    ) -> list[Stream]:
         """One stream per backend request (batched prompts); all opened before any byte is sent."""
         if len(params) == 1:
             return [await self.open_stream(ctx, params[0], reply)]
-        results = await asyncio.gather(*(self.open_stream(ctx, p, reply) for p in params),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(self.open_stream(ctx, p, reply) for p in params), return_exceptions=True
+        )
         streams = [r for r in results if isinstance(r, Stream)]
         for r in results:
             if isinstance(r, BaseException):

@@ -22,8 +22,14 @@ def install(gateway: Gateway) -> None:
     prober = GrpcProber(state, gateway.manager.config.health)
     gateway.manager.probers["grpc"] = prober
     http_router = gateway.router
-    router = GrpcRouter(gateway.registry, gateway.policies, http_router.retry, state,
-                        hooks=http_router.hooks, request_timeout=config.request_timeout_secs)
+    router = GrpcRouter(
+        gateway.registry,
+        gateway.policies,
+        http_router.retry,
+        state,
+        hooks=http_router.hooks,
+        request_timeout=config.request_timeout_secs,
+    )
     router.on_breaker = http_router.on_breaker
     gateway.routers["grpc"] = router
     TokenizerRoutes(gateway, state).install()

@@ -32,13 +32,15 @@ class GrpcState:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.tokenizers = TokenizerRegistry(CacheConfig(
-            enable_l0=config.tokenizer_cache_enable_l0,
-            l0_max_entries=config.tokenizer_cache_l0_max_entries,
-            l0_max_bytes=config.tokenizer_cache_l0_max_memory,
-            enable_l1=config.tokenizer_cache_enable_l1,
-            l1_max_bytes=config.tokenizer_cache_l1_max_memory,
-        ))
+        self.tokenizers = TokenizerRegistry(
+            CacheConfig(
+                enable_l0=config.tokenizer_cache_enable_l0,
+                l0_max_entries=config.tokenizer_cache_l0_max_entries,
+                l0_max_bytes=config.tokenizer_cache_l0_max_memory,
+                enable_l1=config.tokenizer_cache_enable_l1,
+                l1_max_bytes=config.tokenizer_cache_l1_max_memory,
+            )
+        )
         self.models: dict[str, ModelMeta] = {}
         self._texts: dict[str, TokenTexts] = {}
         self._parsers: dict[str, tuple[str | None, str | None]] = {}
@@ -56,9 +58,13 @@ class GrpcState:
         """The model's tokenizer, or 503 while it is not registered yet."""
         entry = self.tokenizers.resolve(model)
         if entry is None:
-            raise HttpError(503, errors.NO_AVAILABLE_WORKERS,
-                            f"No tokenizer is registered for model '{model}' yet" if model
-                            else "No tokenizer is registered yet")
+            raise HttpError(
+                503,
+                errors.NO_AVAILABLE_WORKERS,
+                f"No tokenizer is registered for model '{model}' yet"
+                if model
+                else "No tokenizer is registered yet",
+            )
         return entry
 
     def token_texts(self, entry: TokenizerEntry) -> TokenTexts:

@@ -35,7 +35,9 @@ def _body(request: Request) -> dict[str, Any]:
 
 
 def _is_ids(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value)
+    return isinstance(value, list) and all(
+        isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value
+    )
 
 
 class TokenizerRoutes:
@@ -50,7 +52,9 @@ class TokenizerRoutes:
         gw.routes["/v1/tokenize"] = {b"POST": (self.tokenize, False)}
         gw.routes["/v1/detokenize"] = {b"POST": (self.detokenize, False)}
         gw.routes["/v1/tokenizers"] = {b"GET": (self.list, True), b"POST": (self.add, True)}
-        gw.admin.prefix_routes.append(("/v1/tokenizers/", {b"GET": (self.get, True), b"DELETE": (self.delete, True)}))
+        gw.admin.prefix_routes.append(
+            ("/v1/tokenizers/", {b"GET": (self.get, True), b"DELETE": (self.delete, True)})
+        )
 
     # -- data plane ---------------------------------------------------------------------------------------------
     def _check_auth(self, request: Request) -> None:
@@ -66,8 +70,12 @@ class TokenizerRoutes:
         if entry is None and (not model or self.gw.registry.known_model(model)):
             entry = self.state.tokenizers.resolve(model or None)  # the only tokenizer serves a single model
         if entry is None:
-            raise HttpError(404, errors.MODEL_NOT_FOUND,
-                            f"No tokenizer for model '{model}'" if model else "'model' is required", "model")
+            raise HttpError(
+                404,
+                errors.MODEL_NOT_FOUND,
+                f"No tokenizer for model '{model}'" if model else "'model' is required",
+                "model",
+            )
         return entry
 
     async def tokenize(self, request: Request, reply: Reply) -> None:
@@ -77,20 +85,39 @@ class TokenizerRoutes:
         prompt = body.get("prompt", body.get("text"))
         add_special = body.get("add_special_tokens", True)
         if not isinstance(add_special, bool):
-            raise HttpError(400, errors.INVALID_REQUEST, "'add_special_tokens' must be a boolean", "add_special_tokens")
+            raise HttpError(
+                400, errors.INVALID_REQUEST, "'add_special_tokens' must be a boolean", "add_special_tokens"
+            )
         encode = entry.cached.encode_async
         if isinstance(prompt, str):
             ids = await encode(prompt, add_special)
-            _json(reply, 200, {"tokens": ids, "count": len(ids), "char_count": len(prompt),
-                               "model": body.get("model") or entry.name})
+            _json(
+                reply,
+                200,
+                {
+                    "tokens": ids,
+                    "count": len(ids),
+                    "char_count": len(prompt),
+                    "model": body.get("model") or entry.name,
+                },
+            )
             return
         if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
             all_ids = [await encode(p, add_special) for p in prompt]
-            _json(reply, 200, {"tokens": all_ids, "count": [len(i) for i in all_ids],
-                               "char_count": [len(p) for p in prompt], "model": body.get("model") or entry.name})
+            _json(
+                reply,
+                200,
+                {
+                    "tokens": all_ids,
+                    "count": [len(i) for i in all_ids],
+                    "char_count": [len(p) for p in prompt],
+                    "model": body.get("model") or entry.name,
+                },
+            )
             return
-        raise HttpError(400, errors.INVALID_REQUEST, "'prompt' must be a string or a non-empty array of strings",
-                        "prompt")
+        raise HttpError(
+            400, errors.INVALID_REQUEST, "'prompt' must be a string or a non-empty array of strings", "prompt"
+        )
 
     async def detokenize(self, request: Request, reply: Reply) -> None:
         self._check_auth(request)
@@ -99,8 +126,9 @@ class TokenizerRoutes:
         tokens = body.get("tokens")
         skip = body.get("skip_special_tokens", True)
         if not isinstance(skip, bool):
-            raise HttpError(400, errors.INVALID_REQUEST, "'skip_special_tokens' must be a boolean",
-                            "skip_special_tokens")
+            raise HttpError(
+                400, errors.INVALID_REQUEST, "'skip_special_tokens' must be a boolean", "skip_special_tokens"
+            )
         vocab = entry.tokenizer.vocab_size
         decode = entry.tokenizer.decode
         if _is_ids(tokens):
@@ -113,15 +141,17 @@ class TokenizerRoutes:
                 self._check_range(t, vocab)
             _json(reply, 200, {"text": [decode(t, skip) for t in tokens]})
             return
-        raise HttpError(400, errors.INVALID_REQUEST, "'tokens' must be an array of token ids or of arrays",
-                        "tokens")
+        raise HttpError(
+            400, errors.INVALID_REQUEST, "'tokens' must be an array of token ids or of arrays", "tokens"
+        )
 
     @staticmethod
     def _check_range(ids: list[int], vocab: int) -> None:
         for t in ids:
             if t >= vocab:
-                raise HttpError(400, errors.INVALID_REQUEST, f"token id {t} is outside the vocabulary ({vocab})",
-                                "tokens")
+                raise HttpError(
+                    400, errors.INVALID_REQUEST, f"token id {t} is outside the vocabulary ({vocab})", "tokens"
+                )
 
     # -- admin --------------------------------------------------------------------------------------------------
     async def list(self, request: Request, reply: Reply) -> None:
@@ -135,8 +165,9 @@ class TokenizerRoutes:
         if not isinstance(source, str) or not source:
             raise HttpError(400, errors.MISSING_FIELD, "'source' is required", "source")
         if template is not None and not isinstance(template, str):
-            raise HttpError(400, errors.INVALID_REQUEST, "'chat_template_path' must be a string",
-                            "chat_template_path")
+            raise HttpError(
+                400, errors.INVALID_REQUEST, "'chat_template_path' must be a string", "chat_template_path"
+            )
         try:
             result = self.state.tokenizers.submit(name, source, template)
         except TokenizerExistsError as exc:
