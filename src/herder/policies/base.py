@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from herder.workers.worker import Worker
 
@@ -20,11 +20,13 @@ class RoutingInfo:
     __slots__ = ("_text", "_text_fn", "headers", "tokens")
 
     def __init__(self, text_fn: Callable[[], str] | None = None, tokens: Sequence[int] | None = None,
-                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+                 headers: list[tuple[bytes, bytes]] | Any | None = None) -> None:
+        """`headers`: a list of (lowercase name, value), or any object with `header(name)` (a RequestContext),
+        which is only asked when a policy reads a header."""
         self._text_fn = text_fn
         self._text: str | None = None
         self.tokens = tokens
-        self.headers = headers or []
+        self.headers = headers
 
     @property
     def text(self) -> str:
@@ -33,10 +35,16 @@ class RoutingInfo:
         return self._text
 
     def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        source = self.headers
+        if source is None:
+            return None
+        if isinstance(source, list):
+            for key, value in source:
+                if key == name:
+                    return value
+            return None
+        found: bytes | None = source.header(name)
+        return found
 
 
 class Policy(ABC):

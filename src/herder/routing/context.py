@@ -6,7 +6,7 @@ import os
 import random
 import re
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from herder.workers.worker import Worker
 
@@ -19,21 +19,39 @@ _NOT_FORWARDED = frozenset({
 })
 
 
-def forwardable_headers(headers: Headers) -> Headers:
-    """Headers relayed to workers: authorization, trace context and every `x-` header (request ids,
-    `x-smg-routing-key`, engine-specific controls); hop-by-hop and framing headers are not."""
+# Forwarded request headers: authorization, trace context and every `x-` header (request ids,
+# `x-smg-routing-key`, engine-specific controls), found in the lowercased raw header block in one regex pass.
+_FORWARD = re.compile(rb"\r\n(authorization|traceparent|tracestate|x-[!#$%&'*+.^_`|~0-9a-z-]+)[ \t]*:[ \t]*([^\r]*)")
+
+
+def forwardable_headers(raw: bytes, lower: bytes) -> Headers:
+    """Headers relayed to workers (names lowercase, values as sent); hop-by-hop and framing headers are not."""
     out: Headers = []
-    for name, value in headers:
+    for m in _FORWARD.finditer(lower):
+        name = m.group(1)
         if name in _NOT_FORWARDED:
             continue
-        if name == b"authorization" or name.startswith(b"x-") or name in (b"traceparent", b"tracestate"):
-            out.append((name, value))
+        out.append((name, raw[m.start(2):m.end(2)].rstrip(b" \t")))
     return out
 
 
-_rng = random.Random()  # seeded from urandom; reseeded in forked gateway processes
+class HeaderSource(Protocol):
+    """What a RequestContext reads headers from (herder.server.http.Request)."""
+
+    raw_head: bytes
+
+    @property
+    def lower_head(self) -> bytes: ...
+
+    @property
+    def headers(self) -> Headers: ...
+
+    def header(self, name: bytes) -> bytes | None: ...
+
+
+_rng = random.Random()  # seeded from urandom (ids, not secrets); reseeded in forked processes
 os.register_at_fork(after_in_child=_rng.seed)
-_getrandbits = _rng.getrandbits  # ids, not secrets
+_getrandbits = _rng.getrandbits
 
 
 def new_traceparent() -> bytes:
@@ -105,11 +123,11 @@ class StreamMeter:
 class RequestContext:
     """One inference request as routing sees it."""
 
-    __slots__ = ("_request_line", "_text", "body", "endpoint", "error_code", "forward", "headers", "meter_state",
-                 "model", "parsed", "path", "request_id", "started_at", "stream", "target_worker", "usage_tail")
+    __slots__ = ("_request_line", "_text", "body", "endpoint", "error_code", "forward", "meter_state", "model",
+                 "parsed", "path", "request", "request_id", "started_at", "stream", "target_worker", "usage_tail")
 
     def __init__(self, *, path: str, endpoint: str, body: bytes, parsed: dict[str, Any], model: str | None,
-                 stream: bool, request_id: bytes, headers: Headers, started_at: float,
+                 stream: bool, request_id: bytes, request: HeaderSource, started_at: float,
                  traceparent: bytes | None = None) -> None:
         self.path = path
         self.endpoint = endpoint
@@ -118,18 +136,15 @@ class RequestContext:
         self.model = model
         self.stream = stream
         self.request_id = request_id
-        self.headers = headers
+        self.request = request
         self.started_at = started_at
         self._text: str | None = None
         self.usage_tail = b""
         self.meter_state: StreamMeter | None = StreamMeter() if stream else None
         self.error_code: str | None = None
-        target = None
-        for name, value in headers:
-            if name == b"x-smg-target-worker":
-                target = value.decode("latin-1").strip()
-        self.target_worker = target
-        fwd = forwardable_headers(headers)
+        target = request.header(b"x-smg-target-worker")
+        self.target_worker = target.decode("latin-1").strip() if target is not None else None
+        fwd = forwardable_headers(request.raw_head, request.lower_head)
         has_id = has_trace = False
         for name, _ in fwd:
             if name == b"x-request-id":
@@ -146,6 +161,14 @@ class RequestContext:
             fwd.append((b"traceparent", new_traceparent()))  # start a trace the engines can join
         self.forward = fwd
         self._request_line = b"POST " + path.encode() + b" HTTP/1.1\r\nhost: "
+
+    @property
+    def headers(self) -> Headers:
+        """Every request header, (lowercase name, value) (parsed on first use)."""
+        return self.request.headers
+
+    def header(self, name: bytes) -> bytes | None:
+        return self.request.header(name)
 
     def routing_text(self) -> str:
         if self._text is None:

@@ -78,7 +78,7 @@ class HttpRouter:
         if target is not None:
             return _pick_target(candidates, target)
         policy = self.policies.get(ctx.model)
-        worker = policy.select(candidates, RoutingInfo(ctx.routing_text, headers=ctx.headers))
+        worker = policy.select(candidates, RoutingInfo(ctx.routing_text, headers=ctx))
         if worker is not None:
             worker.processed += 1
         return worker

@@ -151,7 +151,7 @@ class PdRouter:
                 await other.route(ctx, reply)
                 return
         hooks = self.http.hooks
-        info = RoutingInfo(ctx.routing_text, headers=ctx.headers)
+        info = RoutingInfo(ctx.routing_text, headers=ctx)
         attempts = self.retry.attempts
         avoid: set[Worker] = set()
         for attempt in range(attempts):

@@ -212,9 +212,9 @@ class Gateway:
 
     # -- dispatch ---------------------------------------------------------------------------------------------
     def _request_id(self, request: Request, prefix: bytes) -> bytes:
-        ids = self._id_headers
-        for name, value in request.headers:
-            if name in ids and _valid_request_id(value):
+        for name in self._id_headers:
+            value = request.header(name)
+            if value is not None and _valid_request_id(value):
                 return value
         return new_request_id(prefix)
 

@@ -151,7 +151,7 @@ def build_context(route: InferenceRoute, request: Request, request_id: bytes,
         model=model if model else None,
         stream=parsed.get("stream") is True,
         request_id=request_id,
-        headers=request.headers,
+        request=request,
         started_at=time.monotonic(),
         traceparent=traceparent,
     )
