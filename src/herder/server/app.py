@@ -13,6 +13,7 @@ import hmac
 import logging
 import os
 import random
+import re
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -116,6 +117,9 @@ class Gateway:
                                  header_read_timeout=config.header_read_timeout_secs,
                                  idle_timeout=config.idle_connection_timeout_secs)
         self._id_headers = tuple(h.lower().encode() for h in config.request_id_headers)
+        # One regex pass finds whichever configured id headers are present (usually none).
+        self._id_header_re = re.compile(
+            b"\r\n(" + b"|".join(re.escape(h) for h in self._id_headers) + b")[ \t]*:") if self._id_headers else None
         self._api_key = config.api_key.encode() if config.api_key else None
         admin_key = config.admin_api_key or config.api_key
         self._admin_key = admin_key.encode() if admin_key else None
@@ -212,20 +216,22 @@ class Gateway:
 
     # -- dispatch ---------------------------------------------------------------------------------------------
     def _request_id(self, request: Request, prefix: bytes) -> bytes:
-        for name in self._id_headers:
-            value = request.header(name)
-            if value is not None and _valid_request_id(value):
-                return value
+        pattern = self._id_header_re
+        if pattern is not None and pattern.search(request.lower_head) is not None:
+            for name in self._id_headers:  # configured order decides which present header wins
+                value = request.header(name)
+                if value is not None and _valid_request_id(value):
+                    return value
         return new_request_id(prefix)
 
     async def handle(self, request: Request, reply: Reply) -> None:
         path = request.path
         tel = self.telemetry
-        token = tel.http_begin(request.method, path) if self._metered else None
+        inference = INFERENCE_ROUTES.get(path)
+        token = tel.http_begin(request.method, path, inference.path if inference else None) if self._metered else None
         if self._process_header is not None:
             reply.extra_headers.append(self._process_header)
         error_code = ""
-        inference = INFERENCE_ROUTES.get(path)
         if inference is not None:
             error_code = await self._inference(inference, request, reply)
         else:

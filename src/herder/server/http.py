@@ -460,7 +460,7 @@ class HttpProtocol(asyncio.Protocol):
         self.http11 = self.parser.get_http_version() == "1.1"
         lower = raw.lower()
         length_raw = header_value(raw, lower, b"content-length")
-        expect = header_value(raw, lower, b"expect")
+        expect = header_value(raw, lower, b"expect") if b"\r\nexpect" in lower else None
         limit = self.server.max_body_size
         length = 0
         if length_raw is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -85,24 +85,37 @@ def _is_prompt(value: Any) -> bool:
     return False
 
 
+# Typed top-level fields: name -> (accepted types, what the error says). bool is an int subclass in Python, so
+# numeric fields reject it explicitly.
+_TYPED: dict[str, tuple[type | tuple[type, ...], str, bool]] = {
+    "model": (str, "a string", True),
+    "stream": (bool, "a boolean", True),
+    "max_tokens": (int, "an integer", False),
+    "max_completion_tokens": (int, "an integer", False),
+    "n": (int, "an integer", False),
+    "temperature": ((int, float), "a number", False),
+    "top_p": ((int, float), "a number", False),
+    "stop": ((str, list), "a string or an array of strings", True),
+    "stream_options": (dict, "an object", True),
+}
+
+
 def validate(endpoint: str, body: dict[str, Any]) -> None:
-    """The checks a client mistake must fail (400) rather than reach a worker."""
-    _check_type(body, "model", str, "a string")
-    _check_type(body, "stream", bool, "a boolean")
-    _check_type(body, "max_tokens", int, "an integer")
-    _check_type(body, "max_completion_tokens", int, "an integer")
-    _check_type(body, "n", int, "an integer")
-    _check_type(body, "temperature", (int, float), "a number")
-    _check_type(body, "top_p", (int, float), "a number")
-    _check_type(body, "stop", (str, list), "a string or an array of strings")
-    _check_type(body, "stream_options", dict, "an object")
-    for name in ("max_tokens", "max_completion_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and value < 0:
+    """The checks a client mistake must fail (400) rather than reach a worker. One pass over the body's keys
+    (a handful) rather than a lookup per known field."""
+    typed = _TYPED
+    value: Any
+    for name, value in body.items():
+        spec = typed.get(name)
+        if spec is None or value is None:
+            continue
+        types, label, bool_ok = spec
+        if not isinstance(value, types) or (not bool_ok and isinstance(value, bool)):
+            raise _bad(f"'{name}' must be {label}", name)
+        if name in ("max_tokens", "max_completion_tokens") and cast(int, value) < 0:
             raise _bad(f"'{name}' must be >= 0", name)
-    n = body.get("n")
-    if isinstance(n, int) and n < 1:
-        raise _bad("'n' must be >= 1", "n")
+        if name == "n" and cast(int, value) < 1:
+            raise _bad("'n' must be >= 1", "n")
     if endpoint == "chat":
         _validate_messages(_require(body, "messages"))
     elif endpoint == "completions":

@@ -70,8 +70,9 @@ class Telemetry:
         gateway.router.on_breaker = self.on_breaker
 
     # -- per request -----------------------------------------------------------------------------------------
-    def http_begin(self, method: bytes, path: str) -> tuple[object, float]:
-        bundle = self.metrics.http_request(method.decode("latin-1"), route_label(path))
+    def http_begin(self, method: bytes, path: str, template: str | None = None) -> tuple[object, float]:
+        """`template`: the route's label when the caller already knows it (inference routes)."""
+        bundle = self.metrics.http_request(method, template if template is not None else route_label(path))
         bundle.count.inc()
         return bundle, time.monotonic()
 

@@ -224,6 +224,7 @@ class UpstreamPool:
         self.idle: deque[UpstreamConnection] = deque()
         self.open_connections = 0
         self.closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def _connect(self, deadline: float = 0.0) -> UpstreamConnection:
         """Open a connection, within `connect_timeout` and what is left before `deadline` (0 = none)."""
@@ -270,7 +271,9 @@ class UpstreamPool:
         else by a timer. A reused connection that turns out to be closed by the worker before any response byte
         is retried once on a fresh one (the worker never saw the request).
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         deadline = monotonic() + timeout if timeout else 0.0
         conn = self._take_idle()
         reused = conn is not None
