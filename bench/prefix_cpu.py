@@ -75,7 +75,7 @@ def wait_ready(port: int, timeout: float = 60) -> None:
 
 def run_wrk(port: int, seconds: float, lua: str, bodies: str) -> int:
     out = subprocess.run(
-        ["wrk", "-t2", "-c64", f"-d{seconds}s", "-s", lua, f"http://127.0.0.1:{port}"],
+        ["wrk", "-t2", "-c64", f"-d{max(1, round(seconds))}s", "-s", lua, f"http://127.0.0.1:{port}"],
         env=dict(os.environ, BODIES_FILE=bodies),
         capture_output=True,
         text=True,

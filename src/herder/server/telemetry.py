@@ -24,6 +24,8 @@ from herder.workers.worker import Worker, WorkerStatus
 if TYPE_CHECKING:
     from herder.server.app import Gateway
 
+# OpenAI usage blocks list prompt_tokens before completion_tokens: one search finds both.
+_USAGE_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)\s*,\s*"completion_tokens"\s*:\s*(\d+)')
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
 
@@ -33,6 +35,9 @@ def usage_of(data: bytes) -> tuple[int, int] | None:
     at = data.rfind(b'"usage"')
     if at < 0:
         return None
+    both = _USAGE_TOKENS.search(data, at)
+    if both is not None:
+        return int(both.group(1)), int(both.group(2))
     p = _PROMPT_TOKENS.search(data, at)
     c = _COMPLETION_TOKENS.search(data, at)
     if p is None or c is None:
