@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from herder.parsers.tools.base import ToolParser, aggregate_deltas
 from herder.parsers.tools.deepseek import DeepSeekV3ToolParser, DeepSeekV31ToolParser
+from tests.unit.parsers.tools.tool_test_support import check_stream, split_at, stream_deltas
 
 B, CB, SEP, CE, E = (
     "<｜tool▁calls▁begin｜>",
@@ -67,31 +65,6 @@ V31_SAMPLES = [
     B + v31_call("get_weather", '{"a": tru') + E,
     "x" + B + v31_call("web_search", '{"q": "\\u00e9t\\u00e9"}') + "   " + E + "\nok",
 ]
-
-
-def check_stream(make: Callable[[], ToolParser], text: str, chunks: list[str]) -> None:
-    """Streamed deltas == one-shot result; names first and once; contiguous indexes."""
-    one = make().parse(text)
-    p = make()
-    deltas = [p.feed(c) for c in chunks] + [p.finish()]
-    named: set[int] = set()
-    for d in deltas:
-        for c in d.calls:
-            if c.name is not None:
-                assert c.index not in named
-                named.add(c.index)
-            assert c.index in named
-    agg = aggregate_deltas(deltas)
-    assert agg.normal_text == one.normal_text
-    assert [c.name for c in agg.calls] == [c.name for c in one.calls]
-    assert sorted(named) == list(range(len(one.calls)))
-    for a, b in zip(agg.calls, one.calls, strict=True):
-        assert json.loads(a.arguments) == json.loads(b.arguments)
-
-
-def split(text: str, cuts: list[int]) -> list[str]:
-    points = sorted({c % (len(text) + 1) for c in cuts})
-    return [text[i:j] for i, j in zip([0, *points], [*points, len(text)], strict=True)]
 
 
 def test_v3_one_shot() -> None:
@@ -152,7 +125,7 @@ def test_unknown_tool_skipped_indexes_contiguous() -> None:
     r = DeepSeekV3ToolParser(TOOLS).parse(text)
     assert [c.name for c in r.calls] == ["web_search"]
     p = DeepSeekV3ToolParser(TOOLS)
-    deltas = [p.feed(ch) for ch in text] + [p.finish()]
+    deltas = stream_deltas(p, list(text))
     assert {c.index for d in deltas for c in d.calls} == {0}
 
 
@@ -184,14 +157,14 @@ def test_partial_marker_released_at_finish() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from(V3_SAMPLES), st.lists(st.integers(0, 10_000), max_size=40))
 def test_v3_any_chunking(text: str, cuts: list[int]) -> None:
-    check_stream(DeepSeekV3ToolParser, text, split(text, cuts))
-    check_stream(lambda: DeepSeekV3ToolParser(TOOLS), text, split(text, cuts))
+    check_stream(DeepSeekV3ToolParser, text, split_at(text, cuts))
+    check_stream(lambda: DeepSeekV3ToolParser(TOOLS), text, split_at(text, cuts))
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from(V31_SAMPLES), st.lists(st.integers(0, 10_000), max_size=40))
 def test_v31_any_chunking(text: str, cuts: list[int]) -> None:
-    check_stream(DeepSeekV31ToolParser, text, split(text, cuts))
+    check_stream(DeepSeekV31ToolParser, text, split_at(text, cuts))
 
 
 @settings(max_examples=60, deadline=None)
@@ -203,18 +176,16 @@ def test_v31_any_chunking(text: str, cuts: list[int]) -> None:
     st.lists(st.integers(0, 10_000), max_size=10),
 )
 def test_random_token_soup_never_raises(text: str, cuts: list[int]) -> None:
-    check_stream(DeepSeekV3ToolParser, text, split(text, cuts))
-    check_stream(DeepSeekV31ToolParser, text, split(text, cuts))
+    check_stream(DeepSeekV3ToolParser, text, split_at(text, cuts))
+    check_stream(DeepSeekV31ToolParser, text, split_at(text, cuts))
 
 
-@pytest.mark.xfail(reason="partial_json accepts raw control characters in strings (see tool-parsers-NOTES)")
 def test_raw_newline_in_json_string() -> None:
     text = B + v31_call("get_weather", '{"code": "a\nb"}') + E
     r = DeepSeekV31ToolParser().parse(text)
     assert json.loads(r.calls[0].arguments) == {"code": "a\nb"}
 
 
-@pytest.mark.xfail(reason="partial_json json.loads on a key with a raw control character raises (NOTES)")
 def test_control_char_in_key() -> None:
     r = DeepSeekV31ToolParser().parse(B + v31_call("f", '{"a\n": 1}') + E)
     assert len(r.calls) == 1

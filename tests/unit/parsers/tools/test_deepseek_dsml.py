@@ -3,46 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from herder.parsers.tools.base import ToolParser, ToolParseResult, aggregate_deltas
 from herder.parsers.tools.deepseek_dsml import DeepSeekV4ToolParser, DeepSeekV32ToolParser
-
-
-def check_stream(make: Callable[[], ToolParser], text: str, chunks: list[str]) -> None:
-    """Streamed deltas == one-shot result; names first and once; contiguous indexes."""
-    one = make().parse(text)
-    p = make()
-    deltas = [p.feed(c) for c in chunks] + [p.finish()]
-    named: set[int] = set()
-    for d in deltas:
-        for c in d.calls:
-            if c.name is not None:
-                assert c.index not in named
-                named.add(c.index)
-            assert c.index in named
-    agg = aggregate_deltas(deltas)
-    assert agg.normal_text == one.normal_text
-    assert [c.name for c in agg.calls] == [c.name for c in one.calls]
-    assert sorted(named) == list(range(len(one.calls)))
-    for a, b in zip(agg.calls, one.calls, strict=True):
-        assert json.loads(a.arguments) == json.loads(b.arguments)
-
-
-def split(text: str, cuts: list[int]) -> list[str]:
-    points = sorted({c % (len(text) + 1) for c in cuts})
-    return [text[i:j] for i, j in zip([0, *points], [*points, len(text)], strict=True)]
-
-
-def args_of(r: ToolParseResult) -> list[tuple[str, object]]:
-    return [(c.name, json.loads(c.arguments)) for c in r.calls]
-
-
-CUTS = st.lists(st.integers(0, 100_000), max_size=40)
-
+from tests.unit.parsers.tools.tool_test_support import CUTS, calls_of, check_stream, split_at
 
 D = "｜DSML｜"
 
@@ -105,7 +71,7 @@ SAMPLES32 = [
 def test_v32_one_shot() -> None:
     r = DeepSeekV32ToolParser().parse(V32)
     assert r.normal_text == "Let me check both.\n\n"
-    assert args_of(r) == [
+    assert calls_of(r) == [
         ("get_weather", {"city": '杭州 "West Lake" \\ <b>', "days": 3}),
         ("run_code", {"code": "print('hi')\nfor i in range(3):\n    print(i)", "opts": {"t": [1, 2]}}),
     ]
@@ -114,7 +80,7 @@ def test_v32_one_shot() -> None:
 def test_v4_one_shot_with_json_body_fallback() -> None:
     r = DeepSeekV4ToolParser().parse(V4 + " bye")
     assert r.normal_text == " bye"
-    assert args_of(r) == [("get_weather", {"city": "Paris"}), ("run_code", {"code": "x = 1", "n": 2})]
+    assert calls_of(r) == [("get_weather", {"city": "Paris"}), ("run_code", {"code": "x = 1", "n": 2})]
 
 
 def test_versions_do_not_cross() -> None:
@@ -124,19 +90,19 @@ def test_versions_do_not_cross() -> None:
 
 def test_string_false_invalid_json_kept_as_string() -> None:
     r = DeepSeekV32ToolParser().parse(SAMPLES32[4])
-    assert args_of(r) == [("get_weather", {"days": "not json"})]
+    assert calls_of(r) == [("get_weather", {"days": "not json"})]
 
 
 def test_missing_string_attr_uses_schema() -> None:
     text = SAMPLES32[2]
-    assert args_of(DeepSeekV32ToolParser(TOOLS).parse(text)) == [("get_weather", {"days": 3, "city": "42"})]
+    assert calls_of(DeepSeekV32ToolParser(TOOLS).parse(text)) == [("get_weather", {"days": 3, "city": "42"})]
     # without tools: JSON if it parses
-    assert args_of(DeepSeekV32ToolParser().parse(text)) == [("get_weather", {"days": 3, "city": 42})]
+    assert calls_of(DeepSeekV32ToolParser().parse(text)) == [("get_weather", {"days": 3, "city": 42})]
 
 
 def test_unknown_tool_skipped() -> None:
     r = DeepSeekV32ToolParser(TOOLS).parse(SAMPLES32[3])
-    assert args_of(r) == [("get_weather", {"city": "Rome"})]
+    assert calls_of(r) == [("get_weather", {"city": "Rome"})]
     assert r.normal_text == ""
 
 
@@ -172,11 +138,11 @@ def test_partial_close_tag_never_leaks() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from(SAMPLES32), CUTS)
 def test_v32_any_chunking(text: str, cuts: list[int]) -> None:
-    check_stream(DeepSeekV32ToolParser, text, split(text, cuts))
-    check_stream(lambda: DeepSeekV32ToolParser(TOOLS), text, split(text, cuts))
+    check_stream(DeepSeekV32ToolParser, text, split_at(text, cuts))
+    check_stream(lambda: DeepSeekV32ToolParser(TOOLS), text, split_at(text, cuts))
 
 
 @settings(max_examples=80, deadline=None)
 @given(st.sampled_from([V4, V4 + "x", V4[:-30]]), CUTS)
 def test_v4_any_chunking(text: str, cuts: list[int]) -> None:
-    check_stream(DeepSeekV4ToolParser, text, split(text, cuts))
+    check_stream(DeepSeekV4ToolParser, text, split_at(text, cuts))

@@ -2,47 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from herder.parsers.tools.base import ToolParser, ToolParseResult, aggregate_deltas
 from herder.parsers.tools.glm import Glm45MoeToolParser, Glm47MoeToolParser
-
-
-def check_stream(make: Callable[[], ToolParser], text: str, chunks: list[str]) -> None:
-    """Streamed deltas == one-shot result; names first and once; contiguous indexes."""
-    one = make().parse(text)
-    p = make()
-    deltas = [p.feed(c) for c in chunks] + [p.finish()]
-    named: set[int] = set()
-    for d in deltas:
-        for c in d.calls:
-            if c.name is not None:
-                assert c.index not in named
-                named.add(c.index)
-            assert c.index in named
-    agg = aggregate_deltas(deltas)
-    assert agg.normal_text == one.normal_text
-    assert [c.name for c in agg.calls] == [c.name for c in one.calls]
-    assert sorted(named) == list(range(len(one.calls)))
-    for a, b in zip(agg.calls, one.calls, strict=True):
-        assert json.loads(a.arguments) == json.loads(b.arguments)
-
-
-def split(text: str, cuts: list[int]) -> list[str]:
-    points = sorted({c % (len(text) + 1) for c in cuts})
-    return [text[i:j] for i, j in zip([0, *points], [*points, len(text)], strict=True)]
-
-
-def args_of(r: ToolParseResult) -> list[tuple[str, object]]:
-    return [(c.name, json.loads(c.arguments)) for c in r.calls]
-
-
-CUTS = st.lists(st.integers(0, 100_000), max_size=40)
-
+from tests.unit.parsers.tools.tool_test_support import CUTS, calls_of, check_stream, split_at
 
 TOOLS = [
     {
@@ -98,7 +62,7 @@ SAMPLES47 = [G47, call47("get_weather", city="a<b", days="x"), call47("get_weath
 def test_glm45_one_shot_with_schema() -> None:
     r = Glm45MoeToolParser(TOOLS).parse(G45)
     assert r.normal_text == "I'll check the weather in both cities.\n"
-    assert args_of(r) == [
+    assert calls_of(r) == [
         ("get_weather", {"city": "北京", "days": 3, "detailed": True, "zip": "00501"}),
         ("search", {"q": 'say "hi"\nnext line', "opts": {"k": [1, 2]}}),
     ]
@@ -106,23 +70,23 @@ def test_glm45_one_shot_with_schema() -> None:
 
 def test_glm45_without_schema_infers_json() -> None:
     r = Glm45MoeToolParser().parse(G45)
-    assert args_of(r)[0] == ("get_weather", {"city": "北京", "days": 3, "detailed": True, "zip": "00501"})
+    assert calls_of(r)[0] == ("get_weather", {"city": "北京", "days": 3, "detailed": True, "zip": "00501"})
 
 
 def test_glm47_one_shot() -> None:
     r = Glm47MoeToolParser(TOOLS).parse(G47)
     assert r.normal_text == "好的。\nDone"
-    assert args_of(r) == [("get_weather", {"city": "Paris", "days": 2}), ("search", {})]
+    assert calls_of(r) == [("get_weather", {"city": "Paris", "days": 2}), ("search", {})]
 
 
 def test_glm47_bad_typed_value_kept_as_string() -> None:
     r = Glm47MoeToolParser(TOOLS).parse(SAMPLES47[1])
-    assert args_of(r) == [("get_weather", {"city": "a<b", "days": "x"})]
+    assert calls_of(r) == [("get_weather", {"city": "a<b", "days": "x"})]
 
 
 def test_unknown_tool_dropped_and_indexes_contiguous() -> None:
     r = Glm45MoeToolParser(TOOLS).parse(SAMPLES45[2])
-    assert args_of(r) == [("get_weather", {"city": "Rome"})]
+    assert calls_of(r) == [("get_weather", {"city": "Rome"})]
 
 
 def test_json_style_body_is_text() -> None:
@@ -147,11 +111,11 @@ def test_partial_start_marker_held() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from(SAMPLES45), CUTS)
 def test_glm45_any_chunking(text: str, cuts: list[int]) -> None:
-    check_stream(Glm45MoeToolParser, text, split(text, cuts))
-    check_stream(lambda: Glm45MoeToolParser(TOOLS), text, split(text, cuts))
+    check_stream(Glm45MoeToolParser, text, split_at(text, cuts))
+    check_stream(lambda: Glm45MoeToolParser(TOOLS), text, split_at(text, cuts))
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.sampled_from(SAMPLES47 + SAMPLES45), CUTS)
 def test_glm47_any_chunking(text: str, cuts: list[int]) -> None:
-    check_stream(lambda: Glm47MoeToolParser(TOOLS), text, split(text, cuts))
+    check_stream(lambda: Glm47MoeToolParser(TOOLS), text, split_at(text, cuts))

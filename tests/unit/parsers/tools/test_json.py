@@ -3,39 +3,38 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from herder.parsers.tools.base import ToolParseResult, stream_chunks
+from herder.parsers.tools.base import stream_chunks
 from herder.parsers.tools.json_parser import JsonToolParser
 from herder.parsers.tools.partial_json import JsonScanner, find_json_end, parse_partial, repair_json
+from tests.unit.parsers.tools.tool_test_support import (
+    SETTINGS,
+    args_st,
+    assert_same,
+    calls_of,
+    check_fixed_chunks,
+    check_fragments,
+    check_malformed,
+    check_one_shot,
+    check_roundtrip,
+    check_truncated,
+    named_indexes,
+    names_st,
+    plain_text,
+    sizes_st,
+    split_sizes,
+    stream_deltas,
+    tool_specs,
+)
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-TOOLS = [
-    {"type": "function", "function": {"name": n, "parameters": {}}} for n in ("get_weather", "search", "f")
-]
-
-
-def split(text: str, sizes: list[int]) -> list[str]:
-    out, i, k = [], 0, 0
-    while i < len(text):
-        step = sizes[k % len(sizes)] if sizes else 1
-        out.append(text[i : i + step])
-        i += step
-        k += 1
-    return out
-
-
-def calls_of(r: ToolParseResult) -> list[tuple[str, Any]]:
-    return [(c.name, json.loads(c.arguments)) for c in r.calls]
-
-
-def assert_same(a: ToolParseResult, b: ToolParseResult) -> None:
-    assert a.normal_text == b.normal_text
-    assert calls_of(a) == calls_of(b)
+TOOLS = tool_specs("get_weather", "search", "f")
+MAKE = partial(JsonToolParser, TOOLS)
 
 
 def call(name: str, args: Any, key: str = "arguments") -> str:
@@ -84,23 +83,18 @@ MALFORMED = [
 
 @pytest.mark.parametrize(("text", "normal", "calls"), CASES)
 def test_one_shot(text: str, normal: str, calls: list) -> None:
-    r = JsonToolParser(TOOLS).parse(text)
-    assert r.normal_text == normal
-    assert calls_of(r) == calls
+    check_one_shot(MAKE, text, normal, calls)
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 50])
 @pytest.mark.parametrize(("text", "normal", "calls"), CASES)
 def test_streaming_fixed_chunks(text: str, normal: str, calls: list, size: int) -> None:
-    r = stream_chunks(JsonToolParser(TOOLS), split(text, [size]))
-    assert r.normal_text == normal
-    assert calls_of(r) == calls
+    check_fixed_chunks(MAKE, text, normal, calls, size)
 
 
 @pytest.mark.parametrize("text", MALFORMED)
 def test_malformed_is_normal_text(text: str) -> None:
-    assert JsonToolParser(TOOLS).parse(text) == ToolParseResult(text, [])
-    assert stream_chunks(JsonToolParser(TOOLS), split(text, [1])) == ToolParseResult(text, [])
+    check_malformed(MAKE, text)
 
 
 @pytest.mark.parametrize(
@@ -118,7 +112,7 @@ def test_broken_after_name_keeps_call_and_returns_rest_as_text(text: str, args: 
     assert calls_of(r) == [("f", args)]
     assert r.normal_text == rest
     for size in (1, 2, 5):
-        assert_same(stream_chunks(JsonToolParser(TOOLS), split(text, [size])), r)
+        assert_same(stream_chunks(JsonToolParser(TOOLS), split_sizes(text, [size])), r)
 
 
 def test_unknown_tool_skipped_without_breaking_indexes() -> None:
@@ -131,8 +125,8 @@ def test_unknown_tool_skipped_without_breaking_indexes() -> None:
     assert calls_of(r) == [("f", {"a": 1}), ("search", {"q": 2})]
     assert r.normal_text == ""
     p = JsonToolParser(TOOLS)
-    deltas = [p.feed(c) for c in split(text, [5])] + [p.finish()]
-    assert {c.index: c.name for d in deltas for c in d.calls if c.name} == {0: "f", 1: "search"}
+    deltas = stream_deltas(p, split_sizes(text, [5]))
+    assert named_indexes(deltas) == {0: "f", 1: "search"}
 
 
 def test_state_does_not_leak_between_instances() -> None:
@@ -209,24 +203,9 @@ def test_property_partial_json_prefixes(value: Any, cut: int, indent: int) -> No
 
 
 # ----- property tests -------------------------------------------------------------------------------
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(10**12), 10**12)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=12)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda ch: st.lists(ch, max_size=3) | st.dictionaries(st.text(max_size=6), ch, max_size=3),
-    max_leaves=8,
-)
-args_st = st.dictionaries(st.text(max_size=8), json_values, max_size=4)
-names_st = st.sampled_from(["get_weather", "search", "f"])
-plain_st = st.text(st.characters(blacklist_characters="{[", blacklist_categories=("Cs",)), max_size=20)
+plain_st = plain_text("{[")
 call_st = st.tuples(names_st, args_st, st.sampled_from(["arguments", "parameters"]))
 segments_st = st.lists(st.one_of(plain_st, call_st, st.lists(call_st, min_size=1, max_size=3)), max_size=5)
-sizes_st = st.lists(st.integers(1, 16), min_size=1, max_size=8)
 
 
 def render(segments: list) -> tuple[str, str, list]:
@@ -248,18 +227,13 @@ def render(segments: list) -> tuple[str, str, list]:
 @given(segments_st, sizes_st)
 def test_property_roundtrip_and_chunking(segments: list, sizes: list[int]) -> None:
     text, normal, calls = render(segments)
-    one = JsonToolParser(TOOLS).parse(text)
-    assert one.normal_text == normal
-    assert calls_of(one) == [tuple(c) for c in calls]
-    assert_same(stream_chunks(JsonToolParser(TOOLS), split(text, sizes)), one)
+    check_roundtrip(MAKE, text, normal, [tuple(c) for c in calls], sizes)
 
 
 @SETTINGS
 @given(segments_st, st.integers(0, 10**6), sizes_st)
 def test_property_truncated_output(segments: list, cut: int, sizes: list[int]) -> None:
-    text = render(segments)[0]
-    text = text[: cut % (len(text) + 1)]
-    assert_same(stream_chunks(JsonToolParser(TOOLS), split(text, sizes)), JsonToolParser(TOOLS).parse(text))
+    check_truncated(MAKE, render(segments)[0], cut, sizes)
 
 
 pieces_st = st.lists(
@@ -276,10 +250,7 @@ pieces_st = st.lists(
 @SETTINGS
 @given(pieces_st, sizes_st)
 def test_property_arbitrary_fragments(text: str, sizes: list[int]) -> None:
-    one = JsonToolParser(TOOLS).parse(text)
-    for c in one.calls:
-        assert isinstance(json.loads(c.arguments), dict)
-    assert_same(stream_chunks(JsonToolParser(TOOLS), split(text, sizes)), one)
+    check_fragments(MAKE, text, sizes)
 
 
 @pytest.mark.parametrize("size", [1, 3, 100])
@@ -291,5 +262,5 @@ def test_raw_control_characters_in_strings_are_escaped(size: int) -> None:
     r = JsonToolParser(TOOLS).parse(text)
     assert calls_of(r) == [("f", expected)]
     assert "\n" not in r.calls[0].arguments
-    assert_same(stream_chunks(JsonToolParser(TOOLS), split(text, [size])), r)
+    assert_same(stream_chunks(JsonToolParser(TOOLS), split_sizes(text, [size])), r)
     assert parse_partial('{"a\n": "x\ty') == {"a\n": "x\ty"}

@@ -2,47 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from herder.parsers.tools.base import ToolParser, ToolParseResult, aggregate_deltas
+from herder.parsers.tools.base import aggregate_deltas
 from herder.parsers.tools.kimi import KimiK2ToolParser, KimiK3ToolParser
-
-
-def check_stream(make: Callable[[], ToolParser], text: str, chunks: list[str]) -> None:
-    """Streamed deltas == one-shot result; names first and once; contiguous indexes."""
-    one = make().parse(text)
-    p = make()
-    deltas = [p.feed(c) for c in chunks] + [p.finish()]
-    named: set[int] = set()
-    for d in deltas:
-        for c in d.calls:
-            if c.name is not None:
-                assert c.index not in named
-                named.add(c.index)
-            assert c.index in named
-    agg = aggregate_deltas(deltas)
-    assert agg.normal_text == one.normal_text
-    assert [c.name for c in agg.calls] == [c.name for c in one.calls]
-    assert sorted(named) == list(range(len(one.calls)))
-    for a, b in zip(agg.calls, one.calls, strict=True):
-        assert json.loads(a.arguments) == json.loads(b.arguments)
-
-
-def split(text: str, cuts: list[int]) -> list[str]:
-    points = sorted({c % (len(text) + 1) for c in cuts})
-    return [text[i:j] for i, j in zip([0, *points], [*points, len(text)], strict=True)]
-
-
-def args_of(r: ToolParseResult) -> list[tuple[str, object]]:
-    return [(c.name, json.loads(c.arguments)) for c in r.calls]
-
-
-CUTS = st.lists(st.integers(0, 100_000), max_size=40)
-
+from tests.unit.parsers.tools.tool_test_support import CUTS, calls_of, check_stream, split_at, stream_deltas
 
 SB, SE = "<|tool_calls_section_begin|>", "<|tool_calls_section_end|>"
 TOOLS = [
@@ -84,7 +49,7 @@ K2_SAMPLES = [
 def test_k2_one_shot() -> None:
     r = KimiK2ToolParser().parse(K2)
     assert r.normal_text == "Let me check.\n"
-    assert args_of(r) == [
+    assert calls_of(r) == [
         ("get_weather", {"city": "北京", "when": {"day": "今天", "hours": [9, 12]}}),
         ("search.web", {"q": 'a "quoted" \\ thing'}),
     ]
@@ -92,7 +57,7 @@ def test_k2_one_shot() -> None:
 
 def test_k2_unknown_skipped_and_ordinal_indexes() -> None:
     p = KimiK2ToolParser(TOOLS)
-    deltas = [p.feed(c) for c in K2_SAMPLES[2]] + [p.finish()]
+    deltas = stream_deltas(p, list(K2_SAMPLES[2]))
     agg = aggregate_deltas(deltas)
     assert [c.name for c in agg.calls] == ["get_weather", "search.web"]
     assert {c.index for d in deltas for c in d.calls} == {0, 1}
@@ -100,7 +65,7 @@ def test_k2_unknown_skipped_and_ordinal_indexes() -> None:
 
 def test_k2_bare_call_without_section() -> None:
     r = KimiK2ToolParser().parse(K2_SAMPLES[3])
-    assert args_of(r) == [("get_weather", {"city": "Rome"})]
+    assert calls_of(r) == [("get_weather", {"city": "Rome"})]
     assert r.normal_text == " bare call then text"
 
 
@@ -112,14 +77,14 @@ def test_k2_malformed_is_text() -> None:
 
 def test_k2_truncated_closed() -> None:
     r = KimiK2ToolParser().parse(K2_SAMPLES[5])
-    assert args_of(r) == [("get_weather", {"city": "Par"})]
+    assert calls_of(r) == [("get_weather", {"city": "Par"})]
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from(K2_SAMPLES), CUTS)
 def test_k2_any_chunking(text: str, cuts: list[int]) -> None:
-    check_stream(KimiK2ToolParser, text, split(text, cuts))
-    check_stream(lambda: KimiK2ToolParser(TOOLS), text, split(text, cuts))
+    check_stream(KimiK2ToolParser, text, split_at(text, cuts))
+    check_stream(lambda: KimiK2ToolParser(TOOLS), text, split_at(text, cuts))
 
 
 # ----- Kimi-K3 -----
@@ -173,7 +138,7 @@ K3_SAMPLES = [
 def test_k3_one_shot() -> None:
     r = KimiK3ToolParser().parse(K3)
     assert r.normal_text == "I'll compute it — 计算."
-    assert args_of(r) == [
+    assert calls_of(r) == [
         ("calc", {"x": 1.5, "flag": True, "text": 'raw "q" \\n'}),
         ('a&b"c', {"k&q": "v", "obj": {"n": [1, {"m": None}]}}),
     ]
@@ -182,12 +147,12 @@ def test_k3_one_shot() -> None:
 def test_k3_prefilled_response_and_bad_json_falls_back() -> None:
     r = KimiK3ToolParser().parse(K3_SAMPLES[1])
     assert r.normal_text == "prefilled answer"
-    assert args_of(r) == [("calc", {"x": "oops"})]
+    assert calls_of(r) == [("calc", {"x": "oops"})]
 
 
 def test_k3_no_args_and_nameless_call() -> None:
     r = KimiK3ToolParser().parse(K3_SAMPLES[2])
-    assert args_of(r) == [("calc", {})]
+    assert calls_of(r) == [("calc", {})]
 
 
 def test_k3_unclosed_response_stops_at_tools() -> None:
@@ -211,5 +176,5 @@ def test_k3_response_markers_never_leak_when_streaming() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from(K3_SAMPLES), CUTS)
 def test_k3_any_chunking(text: str, cuts: list[int]) -> None:
-    check_stream(KimiK3ToolParser, text, split(text, cuts))
-    check_stream(lambda: KimiK3ToolParser(TOOLS), text, split(text, cuts))
+    check_stream(KimiK3ToolParser, text, split_at(text, cuts))
+    check_stream(lambda: KimiK3ToolParser(TOOLS), text, split_at(text, cuts))

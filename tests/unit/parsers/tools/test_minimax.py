@@ -3,46 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from herder.parsers.tools.base import ToolParser, ToolParseResult, aggregate_deltas
 from herder.parsers.tools.minimax import MinimaxM2ToolParser
-
-
-def check_stream(make: Callable[[], ToolParser], text: str, chunks: list[str]) -> None:
-    """Streamed deltas == one-shot result; names first and once; contiguous indexes."""
-    one = make().parse(text)
-    p = make()
-    deltas = [p.feed(c) for c in chunks] + [p.finish()]
-    named: set[int] = set()
-    for d in deltas:
-        for c in d.calls:
-            if c.name is not None:
-                assert c.index not in named
-                named.add(c.index)
-            assert c.index in named
-    agg = aggregate_deltas(deltas)
-    assert agg.normal_text == one.normal_text
-    assert [c.name for c in agg.calls] == [c.name for c in one.calls]
-    assert sorted(named) == list(range(len(one.calls)))
-    for a, b in zip(agg.calls, one.calls, strict=True):
-        assert json.loads(a.arguments) == json.loads(b.arguments)
-
-
-def split(text: str, cuts: list[int]) -> list[str]:
-    points = sorted({c % (len(text) + 1) for c in cuts})
-    return [text[i:j] for i, j in zip([0, *points], [*points, len(text)], strict=True)]
-
-
-def args_of(r: ToolParseResult) -> list[tuple[str, object]]:
-    return [(c.name, json.loads(c.arguments)) for c in r.calls]
-
-
-CUTS = st.lists(st.integers(0, 100_000), max_size=40)
-
+from tests.unit.parsers.tools.tool_test_support import CUTS, calls_of, check_stream, split_at
 
 TOOLS = [
     {
@@ -110,7 +76,7 @@ SAMPLES = [
 def test_one_shot_schema() -> None:
     r = MinimaxM2ToolParser(TOOLS).parse(MM)
     assert r.normal_text == "<think>ignored by this parser</think>\nI'll search and save.\n"
-    assert args_of(r) == [
+    assert calls_of(r) == [
         (
             "search_web",
             {
@@ -133,7 +99,7 @@ def test_one_shot_no_schema_infers() -> None:
 
 def test_unknown_invoke_skipped_in_shared_block() -> None:
     r = MinimaxM2ToolParser(TOOLS).parse(SAMPLES[2])
-    assert args_of(r) == [("write_file", {"path": "c"})]
+    assert calls_of(r) == [("write_file", {"path": "c"})]
 
 
 def test_block_without_invoke_is_text() -> None:
@@ -143,7 +109,7 @@ def test_block_without_invoke_is_text() -> None:
 
 def test_truncated_string_param_releases_held_text_at_end() -> None:
     r = MinimaxM2ToolParser(TOOLS).parse(SAMPLES[5])
-    assert args_of(r) == [("write_file", {"content": "x</param"})]  # at the end, held text is released
+    assert calls_of(r) == [("write_file", {"content": "x</param"})]  # at the end, held text is released
 
 
 def test_content_streams_before_close() -> None:
@@ -156,5 +122,5 @@ def test_content_streams_before_close() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from(SAMPLES), CUTS)
 def test_any_chunking(text: str, cuts: list[int]) -> None:
-    check_stream(MinimaxM2ToolParser, text, split(text, cuts))
-    check_stream(lambda: MinimaxM2ToolParser(TOOLS), text, split(text, cuts))
+    check_stream(MinimaxM2ToolParser, text, split_at(text, cuts))
+    check_stream(lambda: MinimaxM2ToolParser(TOOLS), text, split_at(text, cuts))

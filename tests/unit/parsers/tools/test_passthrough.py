@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from herder.parsers.tools.base import ToolParseResult, stream_chunks
 from herder.parsers.tools.passthrough import PassthroughToolParser
+from tests.unit.parsers.tools.tool_test_support import split_sizes
 
 MARKUP = '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call> [f()] [TOOL_CALLS] {"name": "g"}'
 
@@ -22,9 +23,4 @@ def test_one_shot_and_streaming_return_text_unchanged() -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.text(), st.lists(st.integers(1, 9), min_size=1))
 def test_property_chunking(text: str, sizes: list[int]) -> None:
-    chunks, i, k = [], 0, 0
-    while i < len(text):
-        chunks.append(text[i : i + sizes[k % len(sizes)]])
-        i += sizes[k % len(sizes)]
-        k += 1
-    assert stream_chunks(PassthroughToolParser(), chunks) == ToolParseResult(text, [])
+    assert stream_chunks(PassthroughToolParser(), split_sizes(text, sizes)) == ToolParseResult(text, [])

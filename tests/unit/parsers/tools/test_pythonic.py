@@ -4,38 +4,35 @@ from __future__ import annotations
 
 import json
 import keyword
+from functools import partial
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from herder.parsers.tools.base import ToolParseResult, stream_chunks
 from herder.parsers.tools.pythonic import PyBracketScanner, PythonicToolParser
+from tests.unit.parsers.tools.tool_test_support import (
+    SETTINGS,
+    calls_of,
+    check_fixed_chunks,
+    check_fragments,
+    check_malformed,
+    check_one_shot,
+    check_roundtrip,
+    check_truncated,
+    named_indexes,
+    names_st,
+    plain_text,
+    py_values,
+    sizes_st,
+    split_sizes,
+    stream_deltas,
+    tool_specs,
+)
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-TOOLS = [
-    {"type": "function", "function": {"name": n, "parameters": {}}} for n in ("get_weather", "search", "f")
-]
-
-
-def split(text: str, sizes: list[int]) -> list[str]:
-    out, i, k = [], 0, 0
-    while i < len(text):
-        step = sizes[k % len(sizes)] if sizes else 1
-        out.append(text[i : i + step])
-        i += step
-        k += 1
-    return out
-
-
-def calls_of(r: ToolParseResult) -> list[tuple[str, Any]]:
-    return [(c.name, json.loads(c.arguments)) for c in r.calls]
-
-
-def assert_same(a: ToolParseResult, b: ToolParseResult) -> None:
-    assert a.normal_text == b.normal_text
-    assert calls_of(a) == calls_of(b)
+TOOLS = tool_specs("get_weather", "search", "f")
+MAKE = partial(PythonicToolParser, TOOLS)
 
 
 def py_call(name: str, args: dict) -> str:
@@ -86,23 +83,18 @@ MALFORMED = [
 
 @pytest.mark.parametrize(("text", "normal", "calls"), CASES)
 def test_one_shot(text: str, normal: str, calls: list) -> None:
-    r = PythonicToolParser().parse(text)
-    assert r.normal_text == normal
-    assert calls_of(r) == calls
+    check_one_shot(PythonicToolParser, text, normal, calls)
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 50])
 @pytest.mark.parametrize(("text", "normal", "calls"), CASES)
 def test_streaming_fixed_chunks(text: str, normal: str, calls: list, size: int) -> None:
-    r = stream_chunks(PythonicToolParser(), split(text, [size]))
-    assert r.normal_text == normal
-    assert calls_of(r) == calls
+    check_fixed_chunks(PythonicToolParser, text, normal, calls, size)
 
 
 @pytest.mark.parametrize("text", MALFORMED)
 def test_malformed_is_normal_text(text: str) -> None:
-    assert PythonicToolParser(TOOLS).parse(text) == ToolParseResult(text, [])
-    assert stream_chunks(PythonicToolParser(TOOLS), split(text, [1])) == ToolParseResult(text, [])
+    check_malformed(MAKE, text)
 
 
 def test_calls_are_emitted_one_by_one() -> None:
@@ -128,8 +120,8 @@ def test_unknown_tool_skipped_without_breaking_indexes() -> None:
     r = PythonicToolParser(TOOLS).parse(text)
     assert calls_of(r) == [("f", {"a": 2}), ("search", {"q": "s"})]
     p = PythonicToolParser(TOOLS)
-    deltas = [p.feed(c) for c in split(text, [2])] + [p.finish()]
-    assert {c.index: c.name for d in deltas for c in d.calls if c.name} == {0: "f", 1: "search"}
+    deltas = stream_deltas(p, split_sizes(text, [2]))
+    assert named_indexes(deltas) == {0: "f", 1: "search"}
 
 
 def test_state_does_not_leak_between_instances() -> None:
@@ -142,25 +134,10 @@ def test_state_does_not_leak_between_instances() -> None:
 
 
 # ----- property tests -------------------------------------------------------------------------------
-leaf = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(10**12), 10**12)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=10)
-)
-py_values = st.recursive(
-    leaf,
-    lambda ch: st.lists(ch, max_size=3) | st.dictionaries(st.text(max_size=5), ch, max_size=3),
-    max_leaves=8,
-)
 ident = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(lambda s: not keyword.iskeyword(s))
-call_st = st.tuples(
-    st.sampled_from(["get_weather", "search", "f"]), st.dictionaries(ident, py_values, max_size=4)
-)
-plain_st = st.text(st.characters(blacklist_characters="[<", blacklist_categories=("Cs",)), max_size=20)
+call_st = st.tuples(names_st, st.dictionaries(ident, py_values, max_size=4))
+plain_st = plain_text("[<")
 segments_st = st.lists(st.one_of(plain_st, st.lists(call_st, min_size=1, max_size=3)), max_size=4)
-sizes_st = st.lists(st.integers(1, 16), min_size=1, max_size=8)
 
 
 def render(segments: list) -> tuple[str, str, list]:
@@ -179,20 +156,13 @@ def render(segments: list) -> tuple[str, str, list]:
 @given(segments_st, sizes_st)
 def test_property_roundtrip_and_chunking(segments: list, sizes: list[int]) -> None:
     text, normal, calls = render(segments)
-    one = PythonicToolParser(TOOLS).parse(text)
-    assert one.normal_text == normal
-    assert calls_of(one) == [(n, json.loads(json.dumps(a))) for n, a in calls]
-    assert_same(stream_chunks(PythonicToolParser(TOOLS), split(text, sizes)), one)
+    check_roundtrip(MAKE, text, normal, [(n, json.loads(json.dumps(a))) for n, a in calls], sizes)
 
 
 @SETTINGS
 @given(segments_st, st.integers(0, 10**6), sizes_st)
 def test_property_truncated_output(segments: list, cut: int, sizes: list[int]) -> None:
-    text = render(segments)[0]
-    text = text[: cut % (len(text) + 1)]
-    assert_same(
-        stream_chunks(PythonicToolParser(TOOLS), split(text, sizes)), PythonicToolParser(TOOLS).parse(text)
-    )
+    check_truncated(MAKE, render(segments)[0], cut, sizes)
 
 
 pieces_st = st.lists(
@@ -209,7 +179,4 @@ pieces_st = st.lists(
 @SETTINGS
 @given(pieces_st, sizes_st)
 def test_property_arbitrary_fragments(text: str, sizes: list[int]) -> None:
-    one = PythonicToolParser(TOOLS).parse(text)
-    for c in one.calls:
-        assert isinstance(json.loads(c.arguments), dict)
-    assert_same(stream_chunks(PythonicToolParser(TOOLS), split(text, sizes)), one)
+    check_fragments(MAKE, text, sizes)

@@ -3,39 +3,36 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from herder.parsers.tools.base import ToolParseResult, aggregate_deltas, stream_chunks
+from herder.parsers.tools.base import aggregate_deltas, stream_chunks
 from herder.parsers.tools.qwen import QwenToolParser
+from tests.unit.parsers.tools.tool_test_support import (
+    SETTINGS,
+    args_st,
+    assert_same,
+    calls_of,
+    check_fixed_chunks,
+    check_fragments,
+    check_malformed,
+    check_one_shot,
+    check_roundtrip,
+    check_truncated,
+    names_st,
+    plain_text,
+    sizes_st,
+    split_sizes,
+    stream_deltas,
+    tool_specs,
+)
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-TOOLS = [
-    {"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
-    for n in ("get_weather", "search", "f")
-]
-
-
-def split(text: str, sizes: list[int]) -> list[str]:
-    out, i, k = [], 0, 0
-    while i < len(text):
-        step = sizes[k % len(sizes)] if sizes else 1
-        out.append(text[i : i + step])
-        i += step
-        k += 1
-    return out
-
-
-def calls_of(r: ToolParseResult) -> list[tuple[str, Any]]:
-    return [(c.name, json.loads(c.arguments)) for c in r.calls]
-
-
-def assert_same(a: ToolParseResult, b: ToolParseResult) -> None:
-    assert a.normal_text == b.normal_text
-    assert calls_of(a) == calls_of(b)
+TOOLS = tool_specs("get_weather", "search", "f", parameters={"type": "object"})
+MAKE = partial(QwenToolParser, TOOLS)
 
 
 def block(name: str, args: Any) -> str:
@@ -99,30 +96,24 @@ MALFORMED = [
 
 @pytest.mark.parametrize(("text", "normal", "calls"), CASES)
 def test_one_shot(text: str, normal: str, calls: list) -> None:
-    r = QwenToolParser(TOOLS).parse(text)
-    assert r.normal_text == normal
-    assert calls_of(r) == calls
+    check_one_shot(MAKE, text, normal, calls)
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 64])
 @pytest.mark.parametrize(("text", "normal", "calls"), CASES)
 def test_streaming_fixed_chunks(text: str, normal: str, calls: list, size: int) -> None:
-    r = stream_chunks(QwenToolParser(TOOLS), split(text, [size]))
-    assert r.normal_text == normal
-    assert calls_of(r) == calls
+    check_fixed_chunks(MAKE, text, normal, calls, size)
 
 
 @pytest.mark.parametrize("text", MALFORMED)
 def test_malformed_is_normal_text(text: str) -> None:
-    assert QwenToolParser(TOOLS).parse(text) == ToolParseResult(text, [])
-    r = stream_chunks(QwenToolParser(TOOLS), split(text, [1]))
-    assert r == ToolParseResult(text, [])
+    check_malformed(MAKE, text)
 
 
 def test_stream_delta_shape() -> None:
     p = QwenToolParser(TOOLS)
     text = "A" + block("search", {"q": "x" * 40}) + block("f", {"k": 1})
-    deltas = [p.feed(c) for c in split(text, [3])] + [p.finish()]
+    deltas = stream_deltas(p, split_sizes(text, [3]))
     seen: dict[int, str] = {}
     for d in deltas:
         for c in d.calls:
@@ -153,7 +144,7 @@ def test_unknown_tool_skipped_without_breaking_indexes() -> None:
     assert r.normal_text == "xy"  # the unknown call's text is dropped
     for size in (1, 4, 9):
         p = QwenToolParser(TOOLS)
-        deltas = [p.feed(c) for c in split(text, [size])] + [p.finish()]
+        deltas = stream_deltas(p, split_sizes(text, [size]))
         indexes = sorted({c.index for d in deltas for c in d.calls})
         assert indexes == [0, 1]
     # without a tools list every name is accepted
@@ -181,23 +172,8 @@ def test_has_tool_markers() -> None:
 
 
 # ----- property tests ---------------------------------------------------------------------------------
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(10**12), 10**12)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=12)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda ch: st.lists(ch, max_size=3) | st.dictionaries(st.text(max_size=6), ch, max_size=3),
-    max_leaves=8,
-)
-args_st = st.dictionaries(st.text(max_size=8), json_values, max_size=4)
-names_st = st.sampled_from(["get_weather", "search", "f"])
-plain_st = st.text(st.characters(blacklist_characters="<", blacklist_categories=("Cs",)), max_size=20)
+plain_st = plain_text("<")
 segments_st = st.lists(st.one_of(plain_st, st.tuples(names_st, args_st)), max_size=5)
-sizes_st = st.lists(st.integers(1, 16), min_size=1, max_size=8)
 
 
 def render(segments: list) -> tuple[str, str, list]:
@@ -216,19 +192,13 @@ def render(segments: list) -> tuple[str, str, list]:
 @given(segments_st, sizes_st)
 def test_property_roundtrip_and_chunking(segments: list, sizes: list[int]) -> None:
     text, normal, calls = render(segments)
-    one = QwenToolParser(TOOLS).parse(text)
-    assert one.normal_text == normal
-    assert calls_of(one) == [(n, a) for n, a in calls]
-    assert_same(stream_chunks(QwenToolParser(TOOLS), split(text, sizes)), one)
+    check_roundtrip(MAKE, text, normal, [(n, a) for n, a in calls], sizes)
 
 
 @SETTINGS
 @given(segments_st, st.integers(0, 10**6), sizes_st)
 def test_property_truncated_output(segments: list, cut: int, sizes: list[int]) -> None:
-    text = render(segments)[0]
-    text = text[: cut % (len(text) + 1)]
-    one = QwenToolParser(TOOLS).parse(text)
-    assert_same(stream_chunks(QwenToolParser(TOOLS), split(text, sizes)), one)
+    check_truncated(MAKE, render(segments)[0], cut, sizes)
 
 
 pieces_st = st.lists(
@@ -245,10 +215,7 @@ pieces_st = st.lists(
 @SETTINGS
 @given(pieces_st, sizes_st)
 def test_property_arbitrary_fragments(text: str, sizes: list[int]) -> None:
-    one = QwenToolParser(TOOLS).parse(text)
-    for c in one.calls:
-        assert isinstance(json.loads(c.arguments), dict)
-    assert_same(stream_chunks(QwenToolParser(TOOLS), split(text, sizes)), one)
+    check_fragments(MAKE, text, sizes)
 
 
 def test_raw_newlines_inside_json_strings() -> None:
@@ -256,14 +223,14 @@ def test_raw_newlines_inside_json_strings() -> None:
     r = QwenToolParser(TOOLS).parse(text)
     assert calls_of(r) == [("f", {"code": "for i in x:\n    print(i)\n"})]
     for size in (1, 2, 7):
-        assert_same(stream_chunks(QwenToolParser(TOOLS), split(text, [size])), r)
+        assert_same(stream_chunks(QwenToolParser(TOOLS), split_sizes(text, [size])), r)
 
 
 def test_long_string_of_skipped_call_emits_nothing() -> None:
     # plain string content takes the engine's fast lane; a skipped (unknown) call must still emit nothing
     text = block("nope", {"s": "plain words " * 50}) + block("f", {"s": "more plain words " * 20})
     p = QwenToolParser(TOOLS)
-    deltas = [p.feed(c) for c in split(text, [4])] + [p.finish()]
+    deltas = stream_deltas(p, split_sizes(text, [4]))
     assert {c.index for d in deltas for c in d.calls} == {0}
     r = aggregate_deltas(deltas)
     assert calls_of(r) == [("f", {"s": "more plain words " * 20})]

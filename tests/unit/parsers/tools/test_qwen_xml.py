@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from herder.parsers.tools.base import ToolParseResult, stream_chunks
 from herder.parsers.tools.qwen_xml import QwenXmlToolParser
 from herder.parsers.tools.registry import get_tool_parser
+from tests.unit.parsers.tools.tool_test_support import (
+    SETTINGS,
+    calls_of,
+    check_fixed_chunks,
+    check_fragments,
+    check_malformed,
+    check_one_shot,
+    check_roundtrip,
+    check_truncated,
+    named_indexes,
+    plain_text,
+    sizes_st,
+    split_sizes,
+    stream_deltas,
+)
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 RUN_SCHEMA = {
     "type": "object",
     "properties": {
@@ -30,25 +44,7 @@ TOOLS = [
     {"type": "function", "function": {"name": "run", "parameters": RUN_SCHEMA}},
     {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}},
 ]
-
-
-def split(text: str, sizes: list[int]) -> list[str]:
-    out, i, k = [], 0, 0
-    while i < len(text):
-        step = sizes[k % len(sizes)] if sizes else 1
-        out.append(text[i : i + step])
-        i += step
-        k += 1
-    return out
-
-
-def calls_of(r: ToolParseResult) -> list[tuple[str, Any]]:
-    return [(c.name, json.loads(c.arguments)) for c in r.calls]
-
-
-def assert_same(a: ToolParseResult, b: ToolParseResult) -> None:
-    assert a.normal_text == b.normal_text
-    assert calls_of(a) == calls_of(b)
+MAKE = partial(QwenXmlToolParser, TOOLS)
 
 
 def text_of(v: Any) -> str:
@@ -114,23 +110,18 @@ MALFORMED = [
 
 @pytest.mark.parametrize(("text", "normal", "calls"), CASES)
 def test_one_shot(text: str, normal: str, calls: list) -> None:
-    r = QwenXmlToolParser(TOOLS).parse(text)
-    assert r.normal_text == normal
-    assert calls_of(r) == calls
+    check_one_shot(MAKE, text, normal, calls)
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 50])
 @pytest.mark.parametrize(("text", "normal", "calls"), CASES)
 def test_streaming_fixed_chunks(text: str, normal: str, calls: list, size: int) -> None:
-    r = stream_chunks(QwenXmlToolParser(TOOLS), split(text, [size]))
-    assert r.normal_text == normal
-    assert calls_of(r) == calls
+    check_fixed_chunks(MAKE, text, normal, calls, size)
 
 
 @pytest.mark.parametrize("text", MALFORMED)
 def test_malformed_is_normal_text(text: str) -> None:
-    assert QwenXmlToolParser(TOOLS).parse(text) == ToolParseResult(text, [])
-    assert stream_chunks(QwenXmlToolParser(TOOLS), split(text, [1])) == ToolParseResult(text, [])
+    check_malformed(MAKE, text)
 
 
 def test_string_values_stream_before_the_parameter_closes() -> None:
@@ -158,8 +149,8 @@ def test_unknown_tool_skipped_without_breaking_indexes() -> None:
     assert calls_of(r) == [("run", {"n": 1}), ("f", {"s": "v"})]
     assert r.normal_text == "x"
     p = QwenXmlToolParser(TOOLS)
-    deltas = [p.feed(c) for c in split(text, [3])] + [p.finish()]
-    assert {c.index: c.name for d in deltas for c in d.calls if c.name} == {0: "run", 1: "f"}
+    deltas = stream_deltas(p, split_sizes(text, [3]))
+    assert named_indexes(deltas) == {0: "run", 1: "f"}
 
 
 def test_state_does_not_leak_between_instances() -> None:
@@ -170,7 +161,7 @@ def test_state_does_not_leak_between_instances() -> None:
 
 
 # ----- property tests -------------------------------------------------------------------------------
-safe_text = st.text(st.characters(blacklist_characters="<", blacklist_categories=("Cs",)), max_size=15)
+safe_text = plain_text("<", 15)
 json_leaf = st.none() | st.booleans() | st.integers(-1000, 1000) | st.text(max_size=6)
 run_args = st.fixed_dictionaries(
     {},
@@ -187,7 +178,6 @@ run_args = st.fixed_dictionaries(
 f_args = st.dictionaries(st.from_regex(r"[a-z]{1,6}", fullmatch=True), safe_text, max_size=3)
 call_st = st.one_of(st.tuples(st.just("run"), run_args), st.tuples(st.just("f"), f_args))
 segments_st = st.lists(st.one_of(safe_text, call_st), max_size=5)
-sizes_st = st.lists(st.integers(1, 16), min_size=1, max_size=8)
 
 
 def render(segments: list) -> tuple[str, str, list]:
@@ -206,20 +196,13 @@ def render(segments: list) -> tuple[str, str, list]:
 @given(segments_st, sizes_st)
 def test_property_roundtrip_and_chunking(segments: list, sizes: list[int]) -> None:
     text, normal, calls = render(segments)
-    one = QwenXmlToolParser(TOOLS).parse(text)
-    assert one.normal_text == normal
-    assert calls_of(one) == calls
-    assert_same(stream_chunks(QwenXmlToolParser(TOOLS), split(text, sizes)), one)
+    check_roundtrip(MAKE, text, normal, calls, sizes)
 
 
 @SETTINGS
 @given(segments_st, st.integers(0, 10**6), sizes_st)
 def test_property_truncated_output(segments: list, cut: int, sizes: list[int]) -> None:
-    text = render(segments)[0]
-    text = text[: cut % (len(text) + 1)]
-    assert_same(
-        stream_chunks(QwenXmlToolParser(TOOLS), split(text, sizes)), QwenXmlToolParser(TOOLS).parse(text)
-    )
+    check_truncated(MAKE, render(segments)[0], cut, sizes)
 
 
 pieces_st = st.lists(
@@ -236,7 +219,4 @@ pieces_st = st.lists(
 @SETTINGS
 @given(pieces_st, sizes_st)
 def test_property_arbitrary_fragments(text: str, sizes: list[int]) -> None:
-    one = QwenXmlToolParser(TOOLS).parse(text)
-    for c in one.calls:
-        assert isinstance(json.loads(c.arguments), dict)
-    assert_same(stream_chunks(QwenXmlToolParser(TOOLS), split(text, sizes)), one)
+    check_fragments(MAKE, text, sizes)

@@ -3,46 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from herder.parsers.tools.base import ToolParser, ToolParseResult, aggregate_deltas
 from herder.parsers.tools.step3 import Step3ToolParser
-
-
-def check_stream(make: Callable[[], ToolParser], text: str, chunks: list[str]) -> None:
-    """Streamed deltas == one-shot result; names first and once; contiguous indexes."""
-    one = make().parse(text)
-    p = make()
-    deltas = [p.feed(c) for c in chunks] + [p.finish()]
-    named: set[int] = set()
-    for d in deltas:
-        for c in d.calls:
-            if c.name is not None:
-                assert c.index not in named
-                named.add(c.index)
-            assert c.index in named
-    agg = aggregate_deltas(deltas)
-    assert agg.normal_text == one.normal_text
-    assert [c.name for c in agg.calls] == [c.name for c in one.calls]
-    assert sorted(named) == list(range(len(one.calls)))
-    for a, b in zip(agg.calls, one.calls, strict=True):
-        assert json.loads(a.arguments) == json.loads(b.arguments)
-
-
-def split(text: str, cuts: list[int]) -> list[str]:
-    points = sorted({c % (len(text) + 1) for c in cuts})
-    return [text[i:j] for i, j in zip([0, *points], [*points, len(text)], strict=True)]
-
-
-def args_of(r: ToolParseResult) -> list[tuple[str, object]]:
-    return [(c.name, json.loads(c.arguments)) for c in r.calls]
-
-
-CUTS = st.lists(st.integers(0, 100_000), max_size=40)
-
+from tests.unit.parsers.tools.tool_test_support import CUTS, calls_of, check_stream, split_at
 
 TB, TE = "<｜tool_calls_begin｜>", "<｜tool_calls_end｜>"
 TOOLS = [
@@ -90,7 +56,7 @@ SAMPLES = [
 def test_one_shot() -> None:
     r = Step3ToolParser(TOOLS).parse(S3)
     assert r.normal_text == "Let me compute that.\n"
-    assert args_of(r) == [
+    assert calls_of(r) == [
         ("get_weather", {"city": "New York", "days": 3}),
         ("calc", {"expr": {"op": "+", "args": [1, 2]}}),
     ]
@@ -98,12 +64,12 @@ def test_one_shot() -> None:
 
 def test_schema_coercion_failures_keep_strings() -> None:
     r = Step3ToolParser(TOOLS).parse(SAMPLES[3])
-    assert args_of(r) == [("get_weather", {"city": 'Zürich \\ "q"', "days": "many"})]
+    assert calls_of(r) == [("get_weather", {"city": 'Zürich \\ "q"', "days": "many"})]
 
 
 def test_unknown_tool_skipped() -> None:
     r = Step3ToolParser(TOOLS).parse(SAMPLES[2])
-    assert args_of(r) == [("calc", {"x": 2})]
+    assert calls_of(r) == [("calc", {"x": 2})]
 
 
 def test_garbage_block_is_text() -> None:
@@ -120,5 +86,5 @@ def test_truncated_call_is_closed() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.sampled_from(SAMPLES), CUTS)
 def test_any_chunking(text: str, cuts: list[int]) -> None:
-    check_stream(Step3ToolParser, text, split(text, cuts))
-    check_stream(lambda: Step3ToolParser(TOOLS), text, split(text, cuts))
+    check_stream(Step3ToolParser, text, split_at(text, cuts))
+    check_stream(lambda: Step3ToolParser(TOOLS), text, split_at(text, cuts))
