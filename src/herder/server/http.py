@@ -20,239 +20,27 @@ import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from time import monotonic
-from typing import Any
 
 import httptools
 
 from herder.server.errors import error_body
+from herder.server.messages import (
+    ClientDisconnected,
+    Reply,
+    Request,
+    header_value,
+    parse_header_lines,
+    reason_phrase,
+    status_line,
+)
 
 log = logging.getLogger("herder.server")
 
 Headers = list[tuple[bytes, bytes]]
 _MAX_HEAD_BYTES = 64 * 1024
 
-_REASONS: dict[int, bytes] = {
-    100: b"Continue", 200: b"OK", 201: b"Created", 202: b"Accepted", 204: b"No Content",
-    206: b"Partial Content", 301: b"Moved Permanently", 302: b"Found", 304: b"Not Modified",
-    400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
-    405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict", 411: b"Length Required",
-    413: b"Payload Too Large", 415: b"Unsupported Media Type", 417: b"Expectation Failed",
-    422: b"Unprocessable Entity", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
-    499: b"Client Closed Request", 500: b"Internal Server Error", 501: b"Not Implemented",
-    502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
-}
-_STATUS_LINES: dict[int, bytes] = {}
-
-
-def reason_phrase(status: int) -> str:
-    return _REASONS.get(status, b"Unknown").decode()
-
-
-def status_line(status: int) -> bytes:
-    """`HTTP/1.1 200 OK\\r\\n`, cached per status."""
-    line = _STATUS_LINES.get(status)
-    if line is None:
-        line = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))
-        _STATUS_LINES[status] = line
-    return line
-
-
-class ClientDisconnected(Exception):
-    """The client closed the connection before the response was complete."""
-
-
-class Request:
-    """One parsed HTTP request.
-
-    Headers are kept as the raw header block (`raw_head`, request line included): a Python callback per header
-    from the parser cost ~0.5 µs each (8 µs for an SDK request), while most requests need three or four of them.
-    `header(name)` searches the block (lowercase `name`); `headers` parses every line lazily, on first use.
-    """
-
-    __slots__ = ("_headers", "_lower", "body", "client", "http_version", "keep_alive", "method", "path", "query",
-                 "raw_head", "state")
-
-    def __init__(self, method: bytes, path: str, query: bytes, raw_head: bytes, body: bytes,
-                 http_version: str, keep_alive: bool, client: tuple[str, int] | None) -> None:
-        self.method = method
-        self.path = path
-        self.query = query
-        self.raw_head = raw_head
-        self.body = body
-        self.http_version = http_version
-        self.keep_alive = keep_alive
-        self.client = client
-        self.state: dict[str, Any] = {}
-        self._lower: bytes | None = None
-        self._headers: Headers | None = None
-
-    @property
-    def lower_head(self) -> bytes:
-        lower = self._lower
-        if lower is None:
-            lower = self._lower = self.raw_head.lower()
-        return lower
-
-    def header(self, name: bytes) -> bytes | None:
-        """The first value of header `name` (lowercase), or None."""
-        return header_value(self.raw_head, self.lower_head, name)
-
-    @property
-    def headers(self) -> Headers:
-        """Every header as (lowercase name, value), in order."""
-        headers = self._headers
-        if headers is None:
-            headers = self._headers = parse_header_lines(self.raw_head)
-        return headers
-
-
-def header_value(raw: bytes, lower: bytes, name: bytes) -> bytes | None:
-    """First value of `name` in a raw header block (CRLF lines; `lower` = raw.lower())."""
-    key = b"\r\n" + name + b":"
-    at = lower.find(key)
-    if at < 0:
-        return None
-    start = at + len(key)
-    end = raw.find(b"\r\n", start)
-    return (raw[start:] if end < 0 else raw[start:end]).strip(b" \t")
-
-
-def parse_header_lines(raw: bytes) -> Headers:
-    out: Headers = []
-    for line in raw.split(b"\r\n")[1:]:
-        name, sep, value = line.partition(b":")
-        if sep:
-            out.append((name.strip().lower(), value.strip(b" \t")))
-    return out
-
-
-class Reply:
-    """Writes the response to one request; created by the protocol, handed to the handler."""
-
-    __slots__ = ("_done", "_proto", "_streaming", "closed", "extra_headers", "head_only", "keep_alive",
-                 "on_close", "on_pause", "on_resume", "started", "status")
-
-    def __init__(self, proto: HttpProtocol, keep_alive: bool, head_only: bool = False) -> None:
-        self._proto = proto
-        self.head_only = head_only  # HEAD: headers as for GET, never a body
-        self.keep_alive = keep_alive
-        self.started = False
-        self.closed = False
-        self._done = False
-        self._streaming = False
-        self.status = 0
-        # Headers every response to this request carries (e.g. x-request-id), set by middleware.
-        self.extra_headers: Headers = []
-        # Backpressure hooks: a proxy sets these to pause/resume its upstream socket.
-        self.on_pause: Callable[[], None] | None = None
-        self.on_resume: Callable[[], None] | None = None
-        # Called once if the client disconnects before the response is complete.
-        self.on_close: Callable[[], None] | None = None
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def _head(self, status: int, headers: Headers | None, content_type: bytes | None) -> list[bytes]:
-        parts = [status_line(status)]
-        if content_type is not None:
-            parts.append(b"content-type: " + content_type + b"\r\n")
-        for name, value in self.extra_headers:
-            parts.append(name + b": " + value + b"\r\n")
-        if headers:
-            for name, value in headers:
-                parts.append(name + b": " + value + b"\r\n")
-        if not self.keep_alive:
-            parts.append(b"connection: close\r\n")
-        return parts
-
-    def send(self, status: int, body: bytes, headers: Headers | None = None,
-             content_type: bytes | None = b"application/json") -> None:
-        """Write a complete response with Content-Length."""
-        if self.started:
-            raise RuntimeError("response already started")
-        self.started = True
-        self.status = status
-        self._done = True
-        if self.closed:
-            self._proto._reply_finished(self)
-            return
-        parts = self._head(status, headers, content_type)
-        parts.append(b"content-length: %d\r\n\r\n" % len(body))
-        if not self.head_only:
-            parts.append(body)
-        self._proto.transport.write(b"".join(parts))  # type: ignore[union-attr]
-        self._proto._reply_finished(self)
-
-    def start_stream(self, status: int = 200, headers: Headers | None = None,
-                     content_type: bytes | None = b"text/event-stream") -> None:
-        """Send the head of a streamed response (chunked on HTTP/1.1, close-delimited on HTTP/1.0)."""
-        if self.started:
-            raise RuntimeError("response already started")
-        self.started = True
-        self.status = status
-        self._streaming = True
-        if self.closed:
-            return
-        parts = self._head(status, headers, content_type)
-        if self.head_only:
-            parts.append(b"\r\n")
-        elif self._proto.http11:
-            parts.append(b"transfer-encoding: chunked\r\n\r\n")
-        else:
-            self.keep_alive = False
-            parts.append(b"\r\n")
-        self._proto.transport.write(b"".join(parts))  # type: ignore[union-attr]
-
-    def write_nowait(self, data: bytes) -> None:
-        """Write one chunk without waiting; the caller handles backpressure through on_pause/on_resume."""
-        if self.closed or not data or self.head_only:
-            return
-        transport = self._proto.transport
-        if self._proto.http11:
-            transport.write(b"%x\r\n%b\r\n" % (len(data), data))  # type: ignore[union-attr]
-        else:
-            transport.write(data)  # type: ignore[union-attr]
-
-    async def write(self, data: bytes) -> None:
-        """Write one chunk; waits while the client is not reading. Raises ClientDisconnected."""
-        if self.closed:
-            raise ClientDisconnected()
-        self.write_nowait(data)
-        if self._proto.write_paused:
-            await self._proto.wait_writable()
-            if self.closed:
-                raise ClientDisconnected()
-
-    def end_stream(self, trailer: bytes = b"") -> None:
-        """Finish a streamed response (optionally with one last chunk)."""
-        if self._done:
-            return
-        self._done = True
-        if not self.closed and not self.head_only:
-            transport = self._proto.transport
-            if self._proto.http11:
-                if trailer:
-                    transport.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(trailer), trailer))  # type: ignore[union-attr]
-                else:
-                    transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
-            elif trailer:
-                transport.write(trailer)  # type: ignore[union-attr]
-        self._proto._reply_finished(self)
-
-    def abort(self) -> None:
-        """Drop the connection (a response cannot be completed cleanly)."""
-        self._done = True
-        if not self.closed and self._proto.transport is not None:
-            self._proto.transport.close()
-        self._proto._reply_finished(self)
-
-    async def wait_closed(self) -> None:
-        """Wait until the client disconnects."""
-        if self.closed:
-            return
-        await self._proto.wait_connection_lost()
-
+__all__ = ["ClientDisconnected", "Handler", "HttpProtocol", "HttpServer", "Reply", "Request", "header_value",
+           "parse_header_lines", "reason_phrase", "status_line"]
 
 Handler = Callable[[Request, Reply], Awaitable[None]]
 
