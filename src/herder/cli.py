@@ -31,11 +31,8 @@ def _launch_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(cfg: GatewayConfig) -> None:
-    try:
-        from herder.observability.logging import setup_logging
-    except ImportError:
-        logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        return
+    from herder.observability.logging import setup_logging
+
     setup_logging(cfg.log_level, json=cfg.log_json, log_dir=cfg.log_dir, access_log=cfg.access_log)
 
 

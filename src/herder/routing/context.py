@@ -175,11 +175,14 @@ class RequestContext:
             self._text = routing_text(self.endpoint, self.parsed)
         return self._text
 
-    def upstream_request(self, worker: Worker) -> bytes:
-        """The serialized upstream request: the client's original body bytes, forwarded headers, and the
-        worker's API key (which replaces the caller's Authorization) when it has one."""
+    def upstream_request(self, worker: Worker, body: bytes | None = None) -> bytes:
+        """The serialized upstream request: the client's original body bytes (or `body`, when a path rewrites
+        it, e.g. PD's bootstrap fields), forwarded headers, and the worker's API key (which replaces the
+        caller's Authorization) when it has one."""
+        if body is None:
+            body = self.body
         parts = [self._request_line, worker.host_header,
-                 b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % len(self.body)]
+                 b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % len(body)]
         api_key = worker.api_key
         for name, value in self.forward:
             if api_key is not None and name == b"authorization":
@@ -188,7 +191,7 @@ class RequestContext:
         if api_key is not None:
             parts.append(b"authorization: Bearer " + api_key.encode() + b"\r\n")
         parts.append(b"\r\n")
-        parts.append(self.body)
+        parts.append(body)
         return b"".join(parts)
 
     def meter(self, data: bytes) -> None:

@@ -40,7 +40,6 @@ from herder.routing.pd_legs import (
     abort_all,
     discard,
     send,
-    upstream_bytes,
 )
 from herder.routing.pd_vllm import run_vllm
 from herder.routing.retry import RETRYABLE_STATUSES
@@ -220,8 +219,8 @@ class PdRouter:
         p_box: list[Exchange] = []
         d_box: list[Exchange] = []
         loop = asyncio.get_running_loop()
-        p_task = loop.create_task(send(prefill.pool, upstream_bytes(ctx, prefill, body), timeout, p_box))
-        d_task = loop.create_task(send(decode.pool, upstream_bytes(ctx, decode, body), timeout, d_box))
+        p_task = loop.create_task(send(prefill.pool, ctx.upstream_request(prefill, body), timeout, p_box))
+        d_task = loop.create_task(send(decode.pool, ctx.upstream_request(decode, body), timeout, d_box))
 
         def stop_both() -> None:
             p_task.cancel()

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from herder.routing.context import RequestContext
 from herder.routing.pd_body import LogprobStreamMerger, merge_json
 from herder.server.errors import HttpError
 from herder.workers.pool import Exchange, UpstreamError, UpstreamPool
@@ -41,27 +40,6 @@ class Retry:
     failed: Worker
     error: HttpError
     retry_after: bytes | None = None
-
-
-def upstream_bytes(ctx: RequestContext, worker: Worker, body: bytes) -> bytes:
-    """`ctx.upstream_request(worker)` with another body (the PD legs rewrite it)."""
-    parts = [
-        b"POST ",
-        ctx.path.encode(),
-        b" HTTP/1.1\r\nhost: ",
-        worker.host_header,
-        b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % len(body),
-    ]
-    api_key = worker.api_key
-    for name, value in ctx.forward:
-        if api_key is not None and name == b"authorization":
-            continue
-        parts.append(name + b": " + value + b"\r\n")
-    if api_key is not None:
-        parts.append(b"authorization: Bearer " + api_key.encode() + b"\r\n")
-    parts.append(b"\r\n")
-    parts.append(body)
-    return b"".join(parts)
 
 
 async def send(pool: UpstreamPool, data: bytes, timeout: float | None, box: list[Exchange]) -> Exchange:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from herder.routing.context import RequestContext
 from herder.routing.pd_body import vllm_decode_body, vllm_kv_params, vllm_prefill_body
-from herder.routing.pd_legs import FirstChunk, Lease, Retry, abort, abort_all, send, upstream_bytes
+from herder.routing.pd_legs import FirstChunk, Lease, Retry, abort, abort_all, send
 from herder.server.http import Reply
 from herder.workers.pool import Exchange, UpstreamError
 
@@ -56,7 +56,7 @@ async def run_vllm(
     # 1. prefill, to completion
     box: list[Exchange] = []
     body = vllm_prefill_body(ctx.endpoint, ctx.parsed)
-    task = loop.create_task(send(prefill.pool, upstream_bytes(ctx, prefill, body), timeout, box))
+    task = loop.create_task(send(prefill.pool, ctx.upstream_request(prefill, body), timeout, box))
     try:
         p_ex = await _watched(box, reply, task)
     except UpstreamError as exc:
@@ -98,7 +98,7 @@ async def run_vllm(
     task = loop.create_task(
         send(
             decode.pool,
-            upstream_bytes(ctx, decode, vllm_decode_body(ctx.parsed, kv)),
+            ctx.upstream_request(decode, vllm_decode_body(ctx.parsed, kv)),
             timeout,
             box,
         )

@@ -65,11 +65,9 @@ class Telemetry:
         hooks.on_selected = self.on_selected
         hooks.on_outcome = self.on_outcome
         hooks.on_retry = self.on_retry
-        hooks.on_first_chunk = self.on_first_chunk
         hooks.on_attempt_failed = self.on_attempt_failed
         hooks.on_exhausted = lambda ctx, worker: self.on_exhausted(ctx, worker.worker_type)
         gateway.manager.on_probe.append(self.on_probe)
-        gateway.manager.on_status.append(self.on_status)
         gateway.server.on_connection_change = self.on_connection_change
         gateway.registry.on_change.append(self.on_membership)
         gateway.router.on_breaker = self.on_breaker
@@ -119,9 +117,6 @@ class Telemetry:
                 worker.worker_type, worker.connection_mode, key[0], self.policy)
         child.inc()
 
-    def on_first_chunk(self, ctx: RequestContext) -> None:
-        pass  # TTFT is taken on the first *content* event (StreamMeter via ctx.meter)
-
     def on_outcome(self, ctx: RequestContext, worker: Worker, status: int, error_code: str | None) -> None:
         key = (status, error_code or "")
         child = self._upstream.get(key)
@@ -161,9 +156,6 @@ class Telemetry:
     # -- workers and connections ------------------------------------------------------------------------------
     def on_probe(self, worker: Worker, ok: bool) -> None:
         self.metrics.worker_health_checks.labels(worker.worker_type, "success" if ok else "failure").inc()
-
-    def on_status(self, worker: Worker, old: WorkerStatus, new: WorkerStatus) -> None:
-        pass  # health gauges are refreshed at scrape time
 
     def on_connection_change(self, delta: int) -> None:
         self._connections.inc(delta)

@@ -162,7 +162,6 @@ class Worker:
         "id",
         "labels",
         "load",
-        "metrics_label",
         "models",
         "pool",
         "port",
@@ -199,7 +198,6 @@ class Worker:
         self.load = 0  # in-flight requests leased by the gateway
         self.processed = 0  # selections, for the cache_aware tie-break
         self.pool = UpstreamPool(self.host, self.port, idle_timeout=pool_idle_timeout)
-        self.metrics_label = self.url
         # Connection-mode specific client (the gRPC channel wrapper for grpc:// workers), set by its prober.
         self.client: Any = None
 
