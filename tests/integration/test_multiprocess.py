@@ -34,16 +34,18 @@ def test_two_processes_keep_each_prefix_group_on_one_worker() -> None:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
+            # Ready = both processes answered /readiness 200 (each has registered its workers).
             deadline = time.monotonic() + 30
-            while True:
+            ready: set[str] = set()
+            while ready != {"0", "1"}:
                 try:
-                    if httpx.get(url + "/readiness", timeout=1).status_code == 200:
-                        break
+                    r = httpx.get(url + "/readiness", headers={"connection": "close"}, timeout=1)
+                    if r.status_code == 200:
+                        ready.add(r.headers["x-herder-process"])
                 except httpx.HTTPError:
                     pass
                 assert proc.poll() is None and time.monotonic() < deadline, "gateway did not start"
-                time.sleep(0.1)
-            time.sleep(0.5)  # both processes registered their workers
+                time.sleep(0.05)
             processes: Counter[str] = Counter()
             owners = []
             for group in range(6):
@@ -63,14 +65,15 @@ def test_two_processes_keep_each_prefix_group_on_one_worker() -> None:
                 owners.append(delta.index(16))
             assert set(processes) == {"0", "1"}, processes  # both processes served
             assert len(set(owners)) >= 2, owners  # and groups are spread over the fleet
-            metrics = httpx.get(f"http://127.0.0.1:{mport}/metrics").text
-            line = next(x for x in metrics.splitlines() if x.startswith("smg_http_requests_total{")
-                        and 'path="/v1/chat/completions"' in x)
-            time.sleep(1.2)  # snapshots are published once a second
-            metrics = httpx.get(f"http://127.0.0.1:{mport}/metrics").text
-            line = next(x for x in metrics.splitlines() if x.startswith("smg_http_requests_total{")
-                        and 'path="/v1/chat/completions"' in x)
-            assert float(line.rsplit(" ", 1)[1]) == 96
+            # The supervisor merges snapshots the processes publish once a second: poll (bounded) for the total.
+            deadline = time.monotonic() + 10
+            total = 0.0
+            while total != 96 and time.monotonic() < deadline:
+                metrics = httpx.get(f"http://127.0.0.1:{mport}/metrics").text
+                total = sum(float(x.rsplit(" ", 1)[1]) for x in metrics.splitlines()
+                            if x.startswith("smg_http_requests_total{") and 'path="/v1/chat/completions"' in x)
+                time.sleep(0.1)
+            assert total == 96
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
