@@ -12,7 +12,7 @@ from typing import Any
 
 from herder.routing.pd_body import LogprobStreamMerger, merge_json
 from herder.server.errors import HttpError
-from herder.workers.pool import Exchange, UpstreamError, UpstreamPool
+from herder.workers.pool import Exchange, UpstreamPool
 from herder.workers.worker import Worker
 
 
@@ -43,43 +43,9 @@ class Retry:
 
 
 async def send(pool: UpstreamPool, data: bytes, timeout: float | None, box: list[Exchange]) -> Exchange:
-    """`pool.request`, but the exchange goes into `box` as soon as it exists, so a caller that gives up on
-    this leg (the other leg failed, the client left) can close its connection (`abort_all`): the worker sees
-    the request go away instead of running it to the end. (A cancelled `pool.request` leaves its connection
-    busy until the worker answers.)"""
-    loop = asyncio.get_running_loop()
-    conn = pool._take_idle()
-    reused = conn is not None
-    if conn is None:
-        conn = await pool._connect()
-    for tries in range(2):
-        ex = Exchange(loop)
-        box.append(ex)
-        conn.start(ex, data)
-        timer = loop.call_later(timeout, _head_timeout, ex) if timeout else None
-        try:
-            await ex.head
-            return ex
-        except UpstreamError as exc:
-            # A reused keep-alive socket the worker had closed: it never saw the request; retry once fresh.
-            if tries or not (reused and exc.before_response and not exc.timeout):
-                raise
-        except asyncio.CancelledError:
-            abort(ex)
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-        conn = await pool._connect()
-    raise AssertionError("unreachable")
-
-
-def _head_timeout(ex: Exchange) -> None:
-    if not ex.head.done():
-        ex.head.set_exception(
-            UpstreamError("worker did not answer in time", before_response=True, timeout=True)
-        )
-        ex.abort()
+    """One PD leg: `pool.request` with each exchange put into `box` as soon as it exists, so a caller that
+    gives up on this leg (the other leg failed, the client left) can close its connection (`abort_all`)."""
+    return await pool.request(data, timeout, started=box)
 
 
 def abort(ex: Exchange) -> None:

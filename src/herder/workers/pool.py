@@ -263,13 +263,16 @@ class UpstreamPool:
         self.idle.append(conn)
 
     async def request(self, data: bytes, timeout: float | None = None,
-                      sweeper: DeadlineSweeper | None = None) -> Exchange:
+                      sweeper: DeadlineSweeper | None = None,
+                      started: list[Exchange] | None = None) -> Exchange:
         """Send one serialized request; returns its exchange once the response head arrived.
 
         `timeout` bounds connect + time to the response head (UpstreamError with timeout=True; the connection
         is closed so the worker sees the request go away); with a `sweeper` the deadline is checked by its sweep,
         else by a timer. A reused connection that turns out to be closed by the worker before any response byte
-        is retried once on a fresh one (the worker never saw the request).
+        is retried once on a fresh one (the worker never saw the request). Cancelled while waiting for the head,
+        the exchange's connection is closed, so the worker sees the request go away too. Each exchange started
+        is appended to `started` as soon as it exists (a caller running several legs can abort them).
         """
         loop = self._loop
         if loop is None:
@@ -280,18 +283,21 @@ class UpstreamPool:
         if conn is None:
             conn = await self._connect(deadline)
         # Only a reused connection may be stale; a fresh one that fails is a real failure (retryable upstream).
-        ex = await self._exchange(loop, conn, data, deadline, sweeper, final=not reused)
+        ex = await self._exchange(loop, conn, data, deadline, sweeper, started, final=not reused)
         if ex is None:
             conn = await self._connect(deadline)
-            ex = await self._exchange(loop, conn, data, deadline, sweeper, final=True)
+            ex = await self._exchange(loop, conn, data, deadline, sweeper, started, final=True)
         assert ex is not None
         return ex
 
     async def _exchange(self, loop: asyncio.AbstractEventLoop, conn: UpstreamConnection, data: bytes,
-                        deadline: float, sweeper: DeadlineSweeper | None, final: bool = False) -> Exchange | None:
+                        deadline: float, sweeper: DeadlineSweeper | None, started: list[Exchange] | None,
+                        final: bool = False) -> Exchange | None:
         """Start one exchange and wait for its head; None = the reused connection was stale (retry it)."""
         ex = Exchange(loop)
         ex.deadline = deadline
+        if started is not None:
+            started.append(ex)
         conn.start(ex, data)
         timer = None
         if deadline:
@@ -305,6 +311,9 @@ class UpstreamPool:
             if final or not exc.before_response or exc.timeout:
                 raise
             return None
+        except asyncio.CancelledError:
+            ex.abort()  # the caller gave up: do not leave the connection busy with an answer nobody reads
+            raise
         finally:
             if timer is not None:
                 timer.cancel()
