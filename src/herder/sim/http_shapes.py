@@ -3,7 +3,8 @@
 OpenAI chat / completions / embeddings / rerank / classify and SGLang /generate bodies are read into a
 ``GenSpec``; ``full_response`` and ``StreamEvents`` build the JSON bodies and SSE events from the engine's
 planned ``Output``s. Split from ``http_worker.py`` to keep the transport (pacing, disconnects) apart from the
-wire shapes.
+wire shapes. The info endpoints (``models``, ``model_info``, ``server_info``, ``worker_loads``, ``prometheus``)
+live in ``http_info.py`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from typing import Any, Literal
 import orjson
 
 from herder.sim.engine import Output, SimEngine, SimRequest
+from herder.sim.http_info import model_info as model_info
+from herder.sim.http_info import models as models
+from herder.sim.http_info import prometheus as prometheus
+from herder.sim.http_info import server_info as server_info
+from herder.sim.http_info import worker_loads as worker_loads
 from herder.sim.text import (
     WORDS,
     piece_id,
@@ -465,77 +471,3 @@ class StreamEvents:
                 parts.append(_sse({**self.base, "choices": [], "usage": _usage(self.runs, self.choices)}))
         parts.append(b"data: [DONE]\n\n")
         return b"".join(parts)
-
-
-# -- info endpoints ------------------------------------------------------------------------------------------
-def models(eng: SimEngine) -> dict[str, Any]:
-    m = eng.config.model
-    return {
-        "object": "list",
-        "data": [
-            {
-                "id": m,
-                "object": "model",
-                "created": int(time.time()),
-                "owned_by": "sglang",
-                "root": m,
-                "parent": None,
-                "max_model_len": 32768,
-            }
-        ],
-    }
-
-
-def model_info(eng: SimEngine) -> dict[str, Any]:
-    m = eng.config.model
-    return {
-        "model_path": m,
-        "tokenizer_path": m,
-        "is_generation": True,
-        "preferred_sampling_params": None,
-        "weight_version": "default",
-        "has_image_understanding": False,
-        "has_audio_understanding": False,
-        "model_type": "llama",
-        "architectures": ["LlamaForCausalLM"],
-        "max_context_length": 32768,
-    }
-
-
-def server_info(eng: SimEngine) -> dict[str, Any]:
-    cfg = eng.config
-    return {
-        "model_path": cfg.model,
-        "served_model_name": cfg.model,
-        "tokenizer_path": cfg.model,
-        "tp_size": 1,
-        "dp_size": 1,
-        "page_size": cfg.block_size,
-        "context_length": 32768,
-        "max_total_num_tokens": cfg.cache_blocks * cfg.block_size,
-        "max_running_requests": cfg.max_running_requests,
-        "version": "herder-sim",
-        "internal_states": [eng.loads()],
-    }
-
-
-def worker_loads(eng: SimEngine) -> dict[str, Any]:
-    ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {"timestamp": ts, "dp_rank_count": 1, "loads": [eng.loads()]}
-
-
-def prometheus(eng: SimEngine) -> bytes:
-    ld, st = eng.loads(), eng.stats
-    name = eng.config.model.replace('"', "")
-    lbl = f'{{model_name="{name}"}}'
-    rows = [
-        ("num_running_reqs", ld["num_running_reqs"]),
-        ("num_queue_reqs", 0),
-        ("token_usage", ld["token_usage"]),
-        ("cache_hit_rate", ld["cache_hit_rate"]),
-        ("gen_throughput", ld["gen_throughput"]),
-        ("prompt_tokens_total", st.prompt_tokens),
-        ("generation_tokens_total", st.completion_tokens),
-        ("cached_tokens_total", st.cached_tokens),
-    ]
-    return "".join(f"sglang:{k}{lbl} {v}\n" for k, v in rows).encode()
