@@ -145,3 +145,29 @@ async def test_worker_hanging_up_on_a_fresh_connection_gives_502(make_gateway: G
         assert_envelope(r, 502, "call_upstream_connection_failed")
     finally:
         server.close()
+
+
+async def test_client_leaving_before_the_first_byte_cancels_upstream(make_gateway: GatewayFactory) -> None:
+    """A client that gives up while the worker is still thinking: the gateway closes the upstream request at
+    once (the worker stops generating), releases the worker's load, and does not count a worker failure."""
+    (worker,) = await start_workers(1)
+    try:
+        gw = await make_gateway(worker_urls=[worker.url])
+        st = worker.engine.stats
+        body = orjson.dumps(chat())
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(b"POST %b HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-sim-ttft-ms: 20000\r\n"
+                     b"content-length: %d\r\n\r\n%b" % (CHAT.encode(), len(body), body))
+        await writer.drain()
+        await wait_for(lambda: st.running == 1)
+        w = gw.registry.find_by_url(worker.url)
+        assert w is not None and w.load == 1
+        writer.close()
+        await wait_for(lambda: st.aborted == 1 and st.running == 0)
+        await wait_for(lambda: w.load == 0)
+        assert st.completed == 0 and w.breaker.consecutive_failures == 0
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}", timeout=30) as client:
+            r = await client.post(CHAT, json=chat())  # the gateway and worker keep serving
+            assert r.status_code == 200
+    finally:
+        await stop_workers([worker])

@@ -24,6 +24,14 @@ _NOT_FORWARDED = frozenset({
 _FORWARD = re.compile(rb"\r\n(authorization|traceparent|tracestate|x-[!#$%&'*+.^_`|~0-9a-z-]+)[ \t]*:[ \t]*([^\r]*)")
 
 
+# Whether a lowercased header block has anything `_FORWARD` could match: substring tests are far cheaper than
+# running the expression over every request's head.
+def _may_forward(lower: bytes) -> bool:
+    return (lower.find(b"\r\nx-") >= 0 or lower.find(b"\r\nauthorization") >= 0
+            or lower.find(b"\r\ntrace") >= 0)
+
+
+
 def forwardable_headers(raw: bytes, lower: bytes) -> Headers:
     """Headers relayed to workers (names lowercase, values as sent); hop-by-hop and framing headers are not."""
     out: Headers = []
@@ -123,8 +131,9 @@ class StreamMeter:
 class RequestContext:
     """One inference request as routing sees it."""
 
-    __slots__ = ("_request_line", "_text", "body", "endpoint", "error_code", "forward", "meter_state", "model",
-                 "parsed", "path", "request", "request_id", "started_at", "stream", "target_worker", "usage_tail")
+    __slots__ = ("_forward_block", "_request_line", "_text", "body", "endpoint", "error_code", "forward",
+                 "meter_state", "model", "parsed", "path", "request", "request_id", "started_at", "stream",
+                 "target_worker", "usage_tail")
 
     def __init__(self, *, path: str, endpoint: str, body: bytes, parsed: dict[str, Any], model: str | None,
                  stream: bool, request_id: bytes, request: HeaderSource, started_at: float,
@@ -142,24 +151,23 @@ class RequestContext:
         self.usage_tail = b""
         self.meter_state: StreamMeter | None = StreamMeter() if stream else None
         self.error_code: str | None = None
-        target = request.header(b"x-smg-target-worker")
+        lower = request.lower_head
+        # Most requests carry neither header: one substring test each instead of a lookup.
+        target = request.header(b"x-smg-target-worker") if lower.find(b"\r\nx-smg-target-worker") >= 0 else None
         self.target_worker = target.decode("latin-1").strip() if target is not None else None
-        fwd = forwardable_headers(request.raw_head, request.lower_head)
-        has_id = has_trace = False
-        for name, _ in fwd:
-            if name == b"x-request-id":
-                has_id = True
-            elif name == b"traceparent":
-                has_trace = True
-        if not has_id:
+        fwd = forwardable_headers(request.raw_head, lower) if _may_forward(lower) else []
+        names = {n for n, _ in fwd} if fwd else ()
+        if b"x-request-id" not in names:
             fwd.append((b"x-request-id", request_id))
         if traceparent is not None:
             # The gateway's own span becomes the engines' parent (--enable-trace).
             fwd = [(n, v) for n, v in fwd if n != b"traceparent"]
             fwd.append((b"traceparent", traceparent))
-        elif not has_trace:
+        elif b"traceparent" not in names:
             fwd.append((b"traceparent", new_traceparent()))  # start a trace the engines can join
         self.forward = fwd
+        # The forwarded header lines, serialized once (workers without an API key get exactly these).
+        self._forward_block = b"".join([name + b": " + value + b"\r\n" for name, value in fwd])
         self._request_line = b"POST " + path.encode() + b" HTTP/1.1\r\nhost: "
 
     @property
@@ -181,18 +189,14 @@ class RequestContext:
         caller's Authorization) when it has one."""
         if body is None:
             body = self.body
-        parts = [self._request_line, worker.host_header,
-                 b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % len(body)]
         api_key = worker.api_key
-        for name, value in self.forward:
-            if api_key is not None and name == b"authorization":
-                continue
-            parts.append(name + b": " + value + b"\r\n")
-        if api_key is not None:
-            parts.append(b"authorization: Bearer " + api_key.encode() + b"\r\n")
-        parts.append(b"\r\n")
-        parts.append(body)
-        return b"".join(parts)
+        if api_key is None:
+            block = self._forward_block
+        else:
+            block = b"".join([name + b": " + value + b"\r\n" for name, value in self.forward
+                              if name != b"authorization"]) + b"authorization: Bearer " + api_key.encode() + b"\r\n"
+        return b"%b%b\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%b\r\n%b" % (
+            self._request_line, worker.host_header, len(body), block, body)
 
     def meter(self, data: bytes) -> None:
         """Per relayed stream read: note the first content event (TTFT), count events, and keep the read that
@@ -202,5 +206,5 @@ class RequestContext:
             if not st.first_token_at and _CONTENT.search(data) is not None:
                 st.first_token_at = time.monotonic()
             st.events += data.count(b"data:")
-        if b'"usage"' in data:
+        if data.find(b'"usage"') >= 0:
             self.usage_tail = data

@@ -1,10 +1,12 @@
 """The regular HTTP proxy router: select a worker, send the original bytes, retry, relay the response.
 
-Retries happen only before any response byte reached the client; each attempt selects again (avoiding the worker
-that just failed when another is available) and waits backoff+jitter or the worker's Retry-After. The relay writes
-what each upstream read delivered as one client write, pauses the upstream socket while the client is slow, and
-closes the upstream connection the moment the client leaves. The lease (in-flight load) is taken at selection and
-released exactly once, in `finally`.
+Each request is a `ProxyCall` (routing/proxy.py), a callback-driven state machine: no task or future per request
+on the hot path. Retries happen only before any response byte reached the client; each attempt selects again
+(avoiding the worker that just failed when another is available) and waits backoff+jitter or the worker's
+Retry-After. The relay writes what each upstream read delivered as one client write, pauses the upstream socket
+while the client is slow, and closes the upstream connection the moment the client leaves. The lease (in-flight
+load) is taken at selection and released exactly once per attempt. `_relay` is the awaitable relay the PD router
+uses for exchanges it started itself.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 
 from herder.policies import PolicyRegistry, RoutingInfo
 from herder.routing.context import RequestContext
+from herder.routing.proxy import DROPPED_RESPONSE_HEADERS, ProxyCall
 from herder.routing.retry import RETRYABLE_STATUSES, RetryConfig
 from herder.server import errors
 from herder.server.errors import HttpError
@@ -27,11 +30,7 @@ from herder.workers.worker import Worker
 
 log = logging.getLogger("herder.router")
 
-# Response headers not relayed: hop-by-hop, framing (we re-frame), and ones the gateway sets itself.
-_DROP_RESPONSE_HEADERS = frozenset({
-    b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"content-length", b"te",
-    b"trailer", b"upgrade", b"content-type", b"x-request-id", b"date", b"server",
-})
+_DROP_RESPONSE_HEADERS = DROPPED_RESPONSE_HEADERS
 
 
 class RelayHooks:
@@ -83,63 +82,29 @@ class HttpRouter:
             worker.processed += 1
         return worker
 
+    def start(self, ctx: RequestContext, reply: Reply, on_done: Callable[[ProxyCall], None]) -> ProxyCall:
+        """Proxy one request without a task: `on_done(call)` runs once the response was relayed or failed
+        (`call.error`: the HttpError to answer with)."""
+        call = ProxyCall(self, ctx, reply, on_done)
+        call.start()
+        return call
+
     async def route(self, ctx: RequestContext, reply: Reply) -> None:
-        attempts = self.retry.attempts
-        failed: Worker | None = None
-        last_error: HttpError | None = None
-        for attempt in range(attempts):
-            worker = self.select(ctx, failed)
-            if worker is None:
-                if last_error is not None:
-                    raise last_error
-                raise HttpError(503, errors.NO_AVAILABLE_WORKERS,
-                                f"No available workers for model '{ctx.model}'" if ctx.model
-                                else "No available workers")
-            if self.hooks.on_selected is not None:
-                self.hooks.on_selected(ctx, worker)
-            worker.load += 1
-            released = False
-            try:
-                if reply.closed:
-                    return
-                data = ctx.upstream_request(worker)
-                try:
-                    ex = await worker.pool.request(data, self.request_timeout or None, self.sweeper)
-                except UpstreamError as exc:
-                    self._record(worker, False)
-                    status = 504 if exc.timeout else 502
-                    code = errors.UPSTREAM_TIMEOUT if exc.timeout else errors.UPSTREAM_CONNECTION_FAILED
-                    last_error = HttpError(status, code, f"Upstream worker {worker.url} failed: {exc}")
-                    if self.hooks.on_attempt_failed is not None:
-                        self.hooks.on_attempt_failed(ctx, worker, code)
-                    if attempt + 1 < attempts and not reply.closed:
-                        failed = worker
-                        worker.load -= 1
-                        released = True
-                        await self._backoff(ctx, worker, attempt, None)
-                        continue
-                    if attempts > 1 and self.hooks.on_exhausted is not None:
-                        self.hooks.on_exhausted(ctx, worker)
-                    raise last_error from exc
-                status = ex.status
-                if status in RETRYABLE_STATUSES and attempt + 1 < attempts and not reply.closed:
-                    self._record(worker, False)
-                    if self.hooks.on_outcome is not None:
-                        self.hooks.on_outcome(ctx, worker, status, None)
-                    retry_after = ex.header(b"retry-after") if status in (429, 503) else None
-                    ex.abort()  # drop the error body: cheaper than reading it, and the socket is not reused
-                    failed = worker
-                    worker.load -= 1
-                    released = True
-                    await self._backoff(ctx, worker, attempt, retry_after)
-                    continue
-                if attempts > 1 and status in RETRYABLE_STATUSES and self.hooks.on_exhausted is not None:
-                    self.hooks.on_exhausted(ctx, worker)
-                await self._relay(ctx, worker, ex, reply)
-                return
-            finally:
-                if not released:
-                    worker.load -= 1
+        """`start` for callers that await (PD's fallback, the gateway's slow path). Raises the call's HttpError."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def finished(_: ProxyCall) -> None:
+            if not done.done():
+                done.set_result(None)
+
+        call = self.start(ctx, reply, finished)
+        try:
+            await done
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        if call.error is not None:
+            raise call.error
 
     async def _backoff(self, ctx: RequestContext, worker: Worker, attempt: int, retry_after: bytes | None) -> None:
         delay = self.retry.delay_secs(attempt, retry_after)

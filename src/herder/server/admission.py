@@ -111,6 +111,17 @@ class TokenBucketAdmission:
         self._refill()
         return self.tokens
 
+    def try_acquire(self) -> bool:
+        """Take a token if one is free and nobody queues ahead (no waiting); False means call `acquire`."""
+        self._refill()
+        if self._waiters:
+            self._dispatch()
+        if not self._waiters and self.tokens >= 1.0:
+            self.tokens -= 1.0
+            self._allowed.inc()
+            return True
+        return False
+
     async def acquire(self, reply: Reply | None = None) -> None:
         """Take a token, waiting in the queue if needed. Raises HttpError 429 (queue full), 408 (waited longer
         than `queue_timeout`) or 499 (the client of `reply` left while queued)."""

@@ -13,9 +13,8 @@ import hmac
 import logging
 import os
 import random
-import re
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
 from herder.config import GatewayConfig
 from herder.observability.logging import ACCESS_LOG, set_request_id
@@ -26,12 +25,13 @@ from herder.policies import PolicyRegistry, make_policy_factory
 from herder.policies.cache_aware import CacheAwareConfig
 from herder.routing.context import RequestContext
 from herder.routing.http import HttpRouter
+from herder.routing.proxy import ProxyCall
 from herder.routing.retry import RetryConfig
 from herder.server import errors
 from herder.server.errors import HttpError
 from herder.server.http import HttpServer, Reply, Request
 from herder.server.inference import INFERENCE_ROUTES, InferenceRoute, build_context
-from herder.server.telemetry import RefreshingSource, Telemetry
+from herder.server.telemetry import HttpToken, RefreshingSource, Telemetry
 from herder.workers.breaker import BreakerConfig
 from herder.workers.manager import ManagerConfig, WorkerManager
 from herder.workers.registry import WorkerRegistry
@@ -49,6 +49,8 @@ class Admission(Protocol):
     """Admission control: `acquire` waits for a token or raises HttpError (429 queue full, 408 timeout)."""
 
     async def acquire(self, reply: Reply | None = None) -> None: ...
+
+    def try_acquire(self) -> bool: ...
 
     def release(self) -> None: ...
 
@@ -113,13 +115,13 @@ class Gateway:
         self.router = HttpRouter(self.registry, self.policies, retry,
                                  request_timeout=config.request_timeout_secs,
                                  stall_timeout=config.stream_body_stall_timeout_secs)
-        self.server = HttpServer(self.handle, max_body_size=config.max_payload_size,
+        self.server = HttpServer(self.dispatch, max_body_size=config.max_payload_size,
                                  header_read_timeout=config.header_read_timeout_secs,
                                  idle_timeout=config.idle_connection_timeout_secs)
         self._id_headers = tuple(h.lower().encode() for h in config.request_id_headers)
-        # One regex pass finds whichever configured id headers are present (usually none).
-        self._id_header_re = re.compile(
-            b"\r\n(" + b"|".join(re.escape(h) for h in self._id_headers) + b")[ \t]*:") if self._id_headers else None
+        # What each configured id header's line starts with: a substring test each (usually none is present), far
+        # cheaper than a regular expression over the head.
+        self._id_header_keys = tuple(b"\r\n" + h for h in self._id_headers)
         self._api_key = config.api_key.encode() if config.api_key else None
         admin_key = config.admin_api_key or config.api_key
         self._admin_key = admin_key.encode() if admin_key else None
@@ -216,42 +218,99 @@ class Gateway:
 
     # -- dispatch ---------------------------------------------------------------------------------------------
     def _request_id(self, request: Request, prefix: bytes) -> bytes:
-        pattern = self._id_header_re
-        if pattern is not None and pattern.search(request.lower_head) is not None:
-            for name in self._id_headers:  # configured order decides which present header wins
-                value = request.header(name)
-                if value is not None and _valid_request_id(value):
-                    return value
+        lower = request.lower_head
+        for key in self._id_header_keys:
+            if lower.find(key) >= 0:
+                for name in self._id_headers:  # configured order decides which present header wins
+                    value = request.header(name)
+                    if value is not None and _valid_request_id(value):
+                        return value
+                break
         return new_request_id(prefix)
 
-    async def handle(self, request: Request, reply: Reply) -> None:
-        path = request.path
-        tel = self.telemetry
-        inference = INFERENCE_ROUTES.get(path)
-        token = tel.http_begin(request.method, path, inference.path if inference else None) if self._metered else None
+    def dispatch(self, request: Request, reply: Reply) -> Coroutine[Any, Any, None] | None:
+        """The server's handler. An inference request bound for HTTP workers is answered without a task (the
+        router's callbacks carry it; admission must have a token at hand); anything else returns the coroutine
+        the server runs as a task."""
+        inference = INFERENCE_ROUTES.get(request.path)
+        if inference is None or self.tracer is not None:
+            return self.handle(request, reply)
+        token = self.telemetry.http_begin(request.method, request.path, inference.path) if self._metered else None
         if self._process_header is not None:
             reply.extra_headers.append(self._process_header)
-        error_code = ""
+        ctx, _ = self._prepare(inference, request, reply)
+        if isinstance(ctx, str):
+            self._http_end(token, request, reply, ctx)
+            return None
+        model = ctx.model
+        router = self.router_for(model)
+        if type(router) is not HttpRouter or (model is not None and not self.registry.known_model(model)):
+            return self._finish_in_task(ctx, token, request, reply)
+        admission = self.admission
+        if admission is not None and not admission.try_acquire():
+            return self._finish_in_task(ctx, token, request, reply)
+        admitted = admission is not None
+        router.start(ctx, reply, lambda call: self._proxied(call, token, request, admitted))
+        return None
+
+    def _proxied(self, call: ProxyCall, token: HttpToken | None, request: Request, admitted: bool) -> None:
+        """A task-less proxy call finished: answer its error, if any, then the bookkeeping `_route` does."""
+        ctx, reply = call.ctx, call.reply
+        if admitted:
+            self.admission.release()  # type: ignore[union-attr]
+        if call.error is not None:
+            self._error(reply, call.error)
+            ctx.error_code = call.error.code
+        if self._metered:
+            self.telemetry.router_end(ctx, reply.status, ctx.error_code)
+        self._http_end(token, request, reply, ctx.error_code or "")
+
+    async def _finish_in_task(self, ctx: RequestContext, token: HttpToken | None, request: Request,
+                              reply: Reply) -> None:
+        set_request_id(ctx.request_id.decode("latin-1"))
+        await self._route(ctx, reply, None)
+        self._http_end(token, request, reply, ctx.error_code or "")
+
+    async def handle(self, request: Request, reply: Reply) -> None:
+        """Any request, in a task (admin routes, gRPC and PD routers, tracing, queued admission)."""
+        path = request.path
+        inference = INFERENCE_ROUTES.get(path)
+        token = self.telemetry.http_begin(request.method, path, inference.path if inference else None) \
+            if self._metered else None
+        if self._process_header is not None:
+            reply.extra_headers.append(self._process_header)
         if inference is not None:
-            error_code = await self._inference(inference, request, reply)
+            ctx, span = self._prepare(inference, request, reply)
+            if isinstance(ctx, str):
+                error_code = ctx
+            else:
+                # Each request runs in its own task: the request id is in every log line it emits.
+                set_request_id(ctx.request_id.decode("latin-1"))
+                await self._route(ctx, reply, span)
+                error_code = ctx.error_code or ""
         else:
             error_code = await self._other(request, reply)
-        if token is not None:
-            tel.http_end(token, reply.status, error_code)
-        if ACCESS_LOG.enabled and token is not None:
-            ACCESS_LOG.log(request.method.decode(), path, reply.status, tel.elapsed(token),
+        self._http_end(token, request, reply, error_code)
+
+    def _http_end(self, token: HttpToken | None, request: Request, reply: Reply, error_code: str) -> None:
+        if token is None:
+            return
+        tel = self.telemetry
+        tel.http_end(token, reply.status, error_code)
+        if ACCESS_LOG.enabled:
+            ACCESS_LOG.log(request.method.decode(), request.path, reply.status, tel.elapsed(token),
                            next((v.decode() for k, v in reply.extra_headers if k == b"x-request-id"), None))
 
-    async def _inference(self, route: InferenceRoute, request: Request, reply: Reply) -> str:
+    def _prepare(self, route: InferenceRoute, request: Request, reply: Reply) -> tuple[RequestContext | str, Any]:
+        """Request id, method, auth, tracing span, body parsed once and validated: the context and the span, or
+        the error code already answered."""
         request_id = self._request_id(request, route.id_prefix)
         reply.extra_headers.append((b"x-request-id", request_id))
-        # Each request runs in its own task: the request id is in every log line it emits.
-        set_request_id(request_id.decode("latin-1"))
         if request.method != b"POST":
             return self._error(reply, HttpError(405, errors.METHOD_NOT_ALLOWED,
-                                                f"Method {request.method.decode()} not allowed on {request.path}"))
+                                                f"Method {request.method.decode()} not allowed on {request.path}")), None
         if self._api_key is not None and not self._authorized(request, self._api_key):
-            return self._error(reply, HttpError(401, errors.UNAUTHORIZED, "Invalid or missing API key"))
+            return self._error(reply, HttpError(401, errors.UNAUTHORIZED, "Invalid or missing API key")), None
         span = None
         traceparent = None
         if self.tracer is not None:
@@ -259,12 +318,15 @@ class Gateway:
                                           {"http.route": route.path, "smg.request_id": request_id.decode()})
             traceparent = self.tracer.traceparent(span).encode()
         try:
-            ctx = build_context(route, request, request_id, traceparent)
+            return build_context(route, request, request_id, traceparent), span
         except HttpError as exc:
             code = self._error(reply, exc)
             if span is not None:
                 self.tracer.end_span(span, status_code=reply.status, error=code)  # type: ignore[union-attr]
-            return code
+            return code, None
+
+    async def _route(self, ctx: RequestContext, reply: Reply, span: Any) -> None:
+        """Model check, admission, the router; then router metrics and the span."""
         admission = self.admission
         admitted = False
         try:
@@ -285,7 +347,6 @@ class Gateway:
         if span is not None:
             self.tracer.end_span(span, status_code=reply.status, error=ctx.error_code,  # type: ignore[union-attr]
                                  attributes={"gen_ai.request.model": ctx.model or ""})
-        return ctx.error_code or ""
 
     async def _other(self, request: Request, reply: Reply) -> str:
         path = request.path

@@ -23,6 +23,7 @@ from time import monotonic
 
 import httptools
 
+from herder.http1 import OneMessage, keep_alive
 from herder.server.errors import error_body
 from herder.server.messages import (
     ClientDisconnected,
@@ -42,7 +43,9 @@ _MAX_HEAD_BYTES = 64 * 1024
 __all__ = ["ClientDisconnected", "Handler", "HttpProtocol", "HttpServer", "Reply", "Request", "header_value",
            "parse_header_lines", "reason_phrase", "status_line"]
 
-Handler = Callable[[Request, Reply], Awaitable[None]]
+# A handler answers through `reply`, either right away or from callbacks it arranged (returns None), or returns an
+# awaitable the server runs as a task (every `async def` handler does).
+Handler = Callable[[Request, Reply], Awaitable[None] | None]
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -53,6 +56,7 @@ class HttpProtocol(asyncio.Protocol):
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
+        self._fast = OneMessage()
         self.http11 = True
         self.write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -61,6 +65,8 @@ class HttpProtocol(asyncio.Protocol):
         # Per-request parse state.
         self._url = b""
         self._raw_head = b""
+        self._lower = b""
+        self._version = "1.1"
         # Raw bytes of the message head being parsed: the chunks since the message began, and where in the first
         # chunk it began (-1 = began after an earlier message in the same chunk; found by its request line).
         self._head_bufs: list[bytes] = []
@@ -173,6 +179,12 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
+        if not self._in_message and self._current is None and not self._queue and data[:1] != b"\r":
+            # Idle at a message boundary: a read that is exactly one request skips the parser's Python callbacks.
+            # Otherwise the same bytes go to the full parser below, from the same boundary.
+            fast = self._fast
+            if fast.feed(data) and self._serve_fast(data, fast):
+                return
         self._chunk = data
         self._chunk_fresh = not self._in_message  # this chunk starts at a message boundary
         self._chunk_base = self._stream_pos
@@ -210,7 +222,8 @@ class HttpProtocol(asyncio.Protocol):
         self._body_size = 0
         self._rejected = False
         if self._current is None:
-            self._arm_timer(self.server.header_read_timeout)
+            timeout = self.server.header_read_timeout
+            self.deadline = monotonic() + timeout if timeout > 0 else 0.0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -242,13 +255,16 @@ class HttpProtocol(asyncio.Protocol):
         if len(raw) > _MAX_HEAD_BYTES:
             self._reject(431, "headers_too_large", "Request headers are too large", close=True)
             return
-        if self._current is None and not self._queue:
+        if self._current is None and not self._queue and self.deadline:
             # Body reads get the header timeout again (slow uploads), not unlimited time.
-            self._arm_timer(self.server.header_read_timeout)
-        self.http11 = self.parser.get_http_version() == "1.1"
-        lower = raw.lower()
+            self.deadline = monotonic() + self.server.header_read_timeout
+        version = self._version = self.parser.get_http_version()
+        self.http11 = version == "1.1"
+        # `lower.find(x) >= 0` rather than `x in lower` on the hot path: CPython 3.11's bytes.__contains__ first
+        # tries its operand as an integer and builds (then discards) a TypeError, twice the cost of a find.
+        lower = self._lower = raw.lower()
         length_raw = header_value(raw, lower, b"content-length")
-        expect = header_value(raw, lower, b"expect") if b"\r\nexpect" in lower else None
+        expect = header_value(raw, lower, b"expect") if lower.find(b"\r\nexpect") >= 0 else None
         limit = self.server.max_body_size
         length = 0
         if length_raw is not None:
@@ -256,7 +272,7 @@ class HttpProtocol(asyncio.Protocol):
                 length = int(length_raw)
             except ValueError:
                 length = -1
-        chunked = b"\r\ntransfer-encoding:" in lower
+        chunked = lower.find(b"\r\ntransfer-encoding:") >= 0
         self._next_msg_at = -1 if chunked or length < 0 else self._head_end_abs + length
         if length_raw is not None and length > limit:
             self._reject(413, "payload_too_large",
@@ -294,40 +310,72 @@ class HttpProtocol(asyncio.Protocol):
         except UnicodeDecodeError:
             path = raw_path.decode("latin-1")
         parts = self._body_parts
-        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        body = parts[0] if len(parts) == 1 else b"".join(parts) if parts else b""
         self._body_parts = []
-        request = Request(
-            self.parser.get_method(), path, query, self._raw_head, body,
-            self.parser.get_http_version(), self.parser.should_keep_alive(), self._client,
-        )
+        parser = self.parser
+        request = Request(parser.get_method(), path, query, self._raw_head, body, self._version,
+                          parser.should_keep_alive(), self._client, self._lower)
         self._queue.append(request)
         if self._current is None:
             self._start_next()
         elif len(self._queue) > 16 and self.transport is not None:
             self.transport.pause_reading()  # a client pipelining too far ahead waits
 
+    def _serve_fast(self, data: bytes, fast: OneMessage) -> bool:
+        """Answer the one request `fast` parsed from `data`; False leaves it to the full parser (limits, Expect,
+        HTTP/1.0 and other cases that need its handling)."""
+        end = data.find(b"\r\n\r\n")
+        parser = fast.request
+        version = parser.get_http_version()
+        body = fast.body_bytes() if fast.body else b""
+        if end < 0 or end > _MAX_HEAD_BYTES or version != "1.1" or len(body) > self.server.max_body_size:
+            return False
+        raw = data[:end]
+        lower = raw.lower()
+        if lower.find(b"\r\nexpect") >= 0:
+            return False
+        parts = fast.url
+        url = parts[0] if len(parts) == 1 else b"".join(parts)
+        qpos = url.find(b"?")
+        raw_path, query = (url[:qpos], url[qpos + 1 :]) if qpos >= 0 else (url, b"")
+        try:
+            path = raw_path.decode("ascii")
+        except UnicodeDecodeError:
+            path = raw_path.decode("latin-1")
+        self._stream_pos += len(data)
+        self._head_end_abs = self._stream_pos
+        self.http11 = True
+        self._version = version
+        self._raw_head = raw
+        self._dispatch(Request(parser.get_method(), path, query, raw, body, version, keep_alive(version, lower),
+                               self._client, lower))
+        return True
+
     # -- dispatch ---------------------------------------------------------------------------------------------
     def _start_next(self) -> None:
         if not self._queue or self.transport is None:
             return
-        request = self._queue.popleft()
+        self._dispatch(self._queue.popleft())
+
+    def _dispatch(self, request: Request) -> None:
         self.deadline = 0.0
         reply = Reply(self, request.keep_alive and not self.server.draining, request.method == b"HEAD")
         self._current = reply
-        self._task = self.loop.create_task(self._run(request, reply))
-
-    async def _run(self, request: Request, reply: Reply) -> None:
         try:
-            await self.server.handler(request, reply)
+            pending = self.server.handler(request, reply)
+        except Exception:
+            _handler_failed(request, reply)
+            return
+        if pending is not None:
+            self._task = self.loop.create_task(self._run(pending, request, reply))
+
+    async def _run(self, pending: Awaitable[None], request: Request, reply: Reply) -> None:
+        try:
+            await pending
         except ClientDisconnected:
             pass
         except Exception:
-            log.exception("unhandled error in handler for %s", request.path)
-            if not reply.started:
-                reply.send(500, error_body("Internal server error", "internal_error", 500),
-                           headers=[(b"x-smg-error-code", b"internal_error")])
-            else:
-                reply.abort()
+            _handler_failed(request, reply)
         finally:
             if not reply.done:
                 if reply.started:
@@ -392,6 +440,16 @@ class HttpProtocol(asyncio.Protocol):
             b"connection: close\r\n\r\n" % (code.encode(), len(body))
         )
         transport.write(head + body)
+
+
+def _handler_failed(request: Request, reply: Reply) -> None:
+    """A handler raised (a bug): log it and answer 500, or cut a response that already started."""
+    log.exception("unhandled error in handler for %s", request.path)
+    if not reply.started:
+        reply.send(500, error_body("Internal server error", "internal_error", 500),
+                   headers=[(b"x-smg-error-code", b"internal_error")])
+    elif not reply.done:
+        reply.abort()
 
 
 class HttpServer:

@@ -52,11 +52,12 @@ class Request:
     `header(name)` searches the block (lowercase `name`); `headers` parses every line lazily, on first use.
     """
 
-    __slots__ = ("_headers", "_lower", "body", "client", "http_version", "keep_alive", "method", "path", "query",
-                 "raw_head", "state")
+    __slots__ = ("_headers", "_lower", "_state", "body", "client", "http_version", "keep_alive", "method", "path",
+                 "query", "raw_head")
 
     def __init__(self, method: bytes, path: str, query: bytes, raw_head: bytes, body: bytes,
-                 http_version: str, keep_alive: bool, client: tuple[str, int] | None) -> None:
+                 http_version: str, keep_alive: bool, client: tuple[str, int] | None,
+                 lower_head: bytes | None = None) -> None:
         self.method = method
         self.path = path
         self.query = query
@@ -65,9 +66,17 @@ class Request:
         self.http_version = http_version
         self.keep_alive = keep_alive
         self.client = client
-        self.state: dict[str, Any] = {}
-        self._lower: bytes | None = None
+        self._state: dict[str, Any] | None = None
+        self._lower = lower_head
         self._headers: Headers | None = None
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Per-request scratch space for handlers (e.g. path parameters), created on first use."""
+        state = self._state
+        if state is None:
+            state = self._state = {}
+        return state
 
     @property
     def lower_head(self) -> bytes:
@@ -136,7 +145,8 @@ class Reply:
     def done(self) -> bool:
         return self._done
 
-    def _head(self, status: int, headers: Headers | None, content_type: bytes | None) -> list[bytes]:
+    def _head(self, status: int, headers: Headers | None, content_type: bytes | None,
+              header_block: bytes) -> list[bytes]:
         parts = [status_line(status)]
         if content_type is not None:
             parts.append(b"content-type: " + content_type + b"\r\n")
@@ -145,13 +155,16 @@ class Reply:
         if headers:
             for name, value in headers:
                 parts.append(name + b": " + value + b"\r\n")
+        if header_block:
+            parts.append(header_block)
         if not self.keep_alive:
             parts.append(b"connection: close\r\n")
         return parts
 
     def send(self, status: int, body: bytes, headers: Headers | None = None,
-             content_type: bytes | None = b"application/json") -> None:
-        """Write a complete response with Content-Length."""
+             content_type: bytes | None = b"application/json", header_block: bytes = b"") -> None:
+        """Write a complete response with Content-Length. `header_block`: more header lines, CRLF-terminated
+        (a relay passes the worker's lines through without splitting them into tuples)."""
         if self.started:
             raise RuntimeError("response already started")
         self.started = True
@@ -160,7 +173,7 @@ class Reply:
         if self.closed:
             self._proto._reply_finished(self)
             return
-        parts = self._head(status, headers, content_type)
+        parts = self._head(status, headers, content_type, header_block)
         parts.append(b"content-length: %d\r\n\r\n" % len(body))
         if not self.head_only:
             parts.append(body)
@@ -168,7 +181,7 @@ class Reply:
         self._proto._reply_finished(self)
 
     def start_stream(self, status: int = 200, headers: Headers | None = None,
-                     content_type: bytes | None = b"text/event-stream") -> None:
+                     content_type: bytes | None = b"text/event-stream", header_block: bytes = b"") -> None:
         """Send the head of a streamed response (chunked on HTTP/1.1, close-delimited on HTTP/1.0)."""
         if self.started:
             raise RuntimeError("response already started")
@@ -177,7 +190,7 @@ class Reply:
         self._streaming = True
         if self.closed:
             return
-        parts = self._head(status, headers, content_type)
+        parts = self._head(status, headers, content_type, header_block)
         if self.head_only:
             parts.append(b"\r\n")
         elif self._proto.http11:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from herder.server.app import Gateway
 
 # OpenAI usage blocks list prompt_tokens before completion_tokens: one search finds both.
+HttpToken = tuple[object, float]  # what http_begin hands http_end: the metric bundle and the start time
+
 _USAGE_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)\s*,\s*"completion_tokens"\s*:\s*(\d+)')
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
@@ -73,23 +75,23 @@ class Telemetry:
         gateway.router.on_breaker = self.on_breaker
 
     # -- per request -----------------------------------------------------------------------------------------
-    def http_begin(self, method: bytes, path: str, template: str | None = None) -> tuple[object, float]:
+    def http_begin(self, method: bytes, path: str, template: str | None = None) -> HttpToken:
         """`template`: the route's label when the caller already knows it (inference routes)."""
         bundle = self.metrics.http_request(method, template if template is not None else route_label(path))
-        bundle.count.inc()
+        bundle.count.value += 1  # counters are plain numbers: no method call per update on the hot path
         return bundle, time.monotonic()
 
     @staticmethod
-    def elapsed(token: tuple[object, float]) -> float:
+    def elapsed(token: HttpToken) -> float:
         return time.monotonic() - token[1]
 
-    def http_end(self, token: tuple[object, float], status: int, error_code: str) -> None:
+    def http_end(self, token: HttpToken, status: int, error_code: str) -> None:
         bundle, started = token
         bundle.record(status, error_code, time.monotonic() - started)  # type: ignore[attr-defined]
 
     def router_end(self, ctx: RequestContext, status: int, error_code: str | None) -> None:
         rm = self.metrics.router(ctx.model or "default", ctx.endpoint, ctx.stream)
-        rm.requests.inc()
+        rm.requests.value += 1
         now = time.monotonic()
         rm.duration.observe(now - ctx.started_at)
         if error_code is not None:
@@ -98,8 +100,8 @@ class Telemetry:
         meter = ctx.meter_state
         usage = usage_of(ctx.usage_tail) if ctx.usage_tail else None
         if usage is not None:
-            rm.input_tokens.inc(usage[0])
-            rm.output_tokens.inc(usage[1])
+            rm.input_tokens.value += usage[0]
+            rm.output_tokens.value += usage[1]
         if isinstance(meter, StreamMeter) and meter.first_token_at:
             rm.ttft.observe(meter.first_token_at - ctx.started_at)
             generated = usage[1] if usage is not None else meter.events
@@ -115,14 +117,14 @@ class Telemetry:
         if child is None:
             child = self._selection[key] = self.metrics.worker_selection.labels(
                 worker.worker_type, worker.connection_mode, key[0], self.policy)
-        child.inc()
+        child.value += 1
 
     def on_outcome(self, ctx: RequestContext, worker: Worker, status: int, error_code: str | None) -> None:
         key = (status, error_code or "")
         child = self._upstream.get(key)
         if child is None:
             child = self._upstream[key] = self.metrics.router_upstream_responses.labels("http", str(status), key[1])
-        child.inc()
+        child.value += 1
 
     def on_attempt_failed(self, ctx: RequestContext, worker: Worker, code: str) -> None:
         self.metrics.worker_errors.labels(worker.worker_type, worker.connection_mode, code).inc()
@@ -148,7 +150,7 @@ class Telemetry:
         if child is None:
             child = self._outcomes[key] = self.metrics.worker_cb_outcomes.labels(
                 worker.url, "success" if success else "failure")
-        child.inc()
+        child.value += 1
 
     def on_transition(self, worker: Worker, frm: BreakerState, to: BreakerState) -> None:
         self.metrics.worker_cb_transitions.labels(worker.url, frm.label, to.label).inc()

@@ -1,9 +1,16 @@
 """Keep-alive HTTP/1.1 connection pool to one worker, on `asyncio.Protocol` + the httptools response parser.
 
-State is explicit: a connection is `idle` (in the pool's deque), `busy` (carrying one `Exchange`), or closed.
-An `Exchange` is one request/response; the response head resolves `head`, body bytes go to `sink` as they arrive
-(one call per socket read, so events that arrive together leave together), and `done` resolves at the end of the
-message. Backpressure: the relay calls `pause_reading()` / `resume_reading()` on the exchange.
+State is explicit: a connection is `idle` (in the pool's deque), `busy` (carrying one exchange), or closed. An
+exchange is one request/response whose events go to its `listener` (`ExchangeListener`): `on_head` once the
+response head arrived, `on_data` per socket read of a streamed body (so events that arrive together leave
+together), `on_end` at the end of the message, `on_error` on a transport failure. No future or task per request:
+the HTTP router's proxy calls are listeners themselves (`UpstreamPool.send`). `UpstreamPool.request` wraps the
+same machinery in futures for callers that prefer `await` (PD legs, probes, admin calls).
+
+A non-streamed body (the response has a Content-Length) is collected in the exchange and delivered with `on_end`;
+anything else (chunked, close-delimited) is a stream. Response headers are kept as the raw head block and looked
+up on demand (no parser callback per header). Backpressure: the relay calls `pause_reading()` /
+`resume_reading()` on the exchange.
 """
 
 from __future__ import annotations
@@ -14,9 +21,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from time import monotonic
+from typing import Protocol, cast
 
 import httptools
 
+from herder.http1 import OneMessage, keep_alive
+from herder.server.messages import header_value, parse_header_lines
 from herder.workers.deadlines import DeadlineSweeper
 
 Headers = list[tuple[bytes, bytes]]
@@ -31,35 +41,118 @@ class UpstreamError(Exception):
         self.timeout = timeout
 
 
-class Exchange:
-    """One upstream request and its response, fed by `UpstreamConnection` callbacks."""
+class ExchangeListener(Protocol):
+    """Receives one exchange's events (called from the connection's callbacks, never from inside the parser)."""
 
-    __slots__ = ("_batch", "_pending", "body_parts", "conn", "deadline", "done", "got_bytes", "head", "headers",
-                 "sink", "status", "streaming")
+    def on_head(self, ex: BaseExchange) -> None: ...
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.head: asyncio.Future[None] = loop.create_future()
-        self.done: asyncio.Future[None] = loop.create_future()
+    def on_data(self, ex: BaseExchange, data: bytes) -> None: ...
+
+    def on_end(self, ex: BaseExchange) -> None: ...
+
+    def on_error(self, ex: BaseExchange, err: UpstreamError) -> None: ...
+
+
+class BaseExchange:
+    """One upstream request and its response."""
+
+    __slots__ = ("_batch", "_connecting", "_head_bufs", "_headers", "_lower", "body_parts", "complete", "conn",
+                 "data", "got_bytes", "head_done", "listener", "one_read", "raw_head", "reused", "status", "streaming")
+
+    def __init__(self, data: bytes, listener: ExchangeListener | None) -> None:
+        self.data = data  # the serialized request (kept for one transparent resend on a stale connection)
+        self.listener = listener
         self.status = 0
-        self.headers: Headers = []
+        self.raw_head = b""  # status line + header lines, without the blank line
+        self._lower: bytes | None = None
+        self._headers: Headers | None = None
+        self.head_done = False
+        self.complete = False
         self.got_bytes = False
         self.streaming = False
+        self.reused = False
+        # Try the one-read fast path on the first read (OneMessage); a caller expecting a stream turns it off
+        # (its first read is never the whole response, and a declined attempt would parse it twice).
+        self.one_read = True
         self.body_parts: list[bytes] = []
+        self._head_bufs: list[bytes] = []
+        self._batch: list[bytes] | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self.conn: UpstreamConnection | None = None
+
+    @property
+    def lower_head(self) -> bytes:
+        lower = self._lower
+        if lower is None:
+            lower = self._lower = self.raw_head.lower()
+        return lower
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of response header `name` (lowercase), or None."""
+        return header_value(self.raw_head, self.lower_head, name)
+
+    @property
+    def headers(self) -> Headers:
+        """Every response header as (lowercase name, value), parsed on first use."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = parse_header_lines(self.raw_head)
+        return headers
+
+    def body(self) -> bytes:
+        parts = self.body_parts
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def pause_reading(self) -> None:
+        conn = self.conn
+        if conn is not None and conn.exchange is self and conn.transport is not None:
+            conn.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        conn = self.conn
+        if conn is not None and conn.exchange is self and conn.transport is not None:
+            conn.transport.resume_reading()
+
+    def abort(self) -> None:
+        """Close the upstream connection now (client gone, timeout); the worker sees the disconnect. The listener
+        gets `on_error` (once the connection is gone). A complete exchange has nothing to abort: its connection
+        may already carry another request."""
+        if self.complete:
+            return
+        self.reused = False  # an aborted exchange is never resent on a fresh connection
+        task = self._connecting
+        if task is not None:
+            task.cancel()
+            self.fail(UpstreamError("request abandoned while connecting", before_response=True))
+            return
+        conn = self.conn
+        if conn is not None and conn.exchange is self:
+            conn.close()
+
+    def fail(self, err: UpstreamError) -> None:
+        listener = self.listener
+        if listener is not None and not self.complete:
+            self.listener = None
+            listener.on_error(self, err)
+
+
+class Exchange(BaseExchange):
+    """An exchange awaited through futures: `head` resolves when the response head arrived, `done` at the end
+    of the message; body bytes go to `sink` (set with `set_sink`; earlier bytes are delivered first)."""
+
+    __slots__ = ("_pending", "deadline", "done", "head", "sink")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, data: bytes = b"") -> None:
+        super().__init__(data, _FUTURES)
+        self.head: asyncio.Future[None] = loop.create_future()
+        self.done: asyncio.Future[None] = loop.create_future()
         self.sink: Callable[[bytes], None] | None = None
         self._pending: list[bytes] = []
-        self._batch: list[bytes] | None = None
-        self.conn: UpstreamConnection | None = None
         self.deadline = 0.0  # for the response head; see DeadlineSweeper
 
     def expire(self) -> None:
         """The head did not arrive in time: fail it and close the connection (the worker sees the abort)."""
         _head_timeout(self)
-
-    def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
 
     def set_sink(self, sink: Callable[[bytes], None]) -> None:
         """Deliver body bytes to `sink` from now on (bytes that arrived earlier are delivered first)."""
@@ -69,25 +162,40 @@ class Exchange:
             self._pending = []
             sink(data)
 
-    def body(self) -> bytes:
-        parts = self.body_parts
-        return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def pause_reading(self) -> None:
-        conn = self.conn
-        if conn is not None and conn.transport is not None:
-            conn.transport.pause_reading()
+class _FutureListener:
+    """Resolves an `Exchange`'s futures (one shared instance: no per-exchange object)."""
 
-    def resume_reading(self) -> None:
-        conn = self.conn
-        if conn is not None and conn.transport is not None:
-            conn.transport.resume_reading()
+    def on_head(self, ex: BaseExchange) -> None:
+        head = cast(Exchange, ex).head
+        if not head.done():
+            head.set_result(None)
 
-    def abort(self) -> None:
-        """Close the upstream connection now (client gone, timeout); the worker sees the disconnect."""
-        conn = self.conn
-        if conn is not None:
-            conn.close()
+    def on_data(self, ex: BaseExchange, data: bytes) -> None:
+        fx = cast(Exchange, ex)
+        if fx.sink is not None:
+            fx.sink(data)
+        else:
+            fx._pending.append(data)
+
+    def on_end(self, ex: BaseExchange) -> None:
+        fx = cast(Exchange, ex)
+        if not fx.head.done():
+            fx.head.set_result(None)
+        if not fx.done.done():
+            fx.done.set_result(None)
+
+    def on_error(self, ex: BaseExchange, err: UpstreamError) -> None:
+        fx = cast(Exchange, ex)
+        if not fx.head.done():
+            fx.head.set_exception(err)
+            fx.head.exception()  # mark retrieved: a caller that was cancelled no longer awaits it
+        if not fx.done.done():
+            fx.done.set_exception(err)
+            fx.done.exception()  # mark retrieved: the relay may not be awaiting it
+
+
+_FUTURES = _FutureListener()
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -96,11 +204,11 @@ class UpstreamConnection(asyncio.Protocol):
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.exchange: Exchange | None = None
+        self.parser: httptools.HttpResponseParser | None = None
+        self._fast = OneMessage(response=True)
+        self.exchange: BaseExchange | None = None
         self.idle_since = 0.0
         self.reusable = True
-        self.used = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -118,16 +226,17 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = False
         self.pool.open_connections -= 1
         ex = self.exchange
-        if ex is not None:
-            self.exchange = None
-            before = not ex.got_bytes
-            err = UpstreamError("worker closed the connection" + (f": {exc}" if exc else ""),
-                                before_response=before)
-            if not ex.head.done():
-                ex.head.set_exception(err)
-            if not ex.done.done():
-                ex.done.set_exception(err)
-                ex.done.exception()  # mark retrieved: the relay may not be awaiting it
+        if ex is None:
+            return
+        self.exchange = None
+        if ex.reused and not ex.got_bytes and ex.listener is not None:
+            # A pooled connection the worker had closed (idle timeout) before it saw the request: send it once
+            # more on a fresh connection. Only a reused one may be stale; a fresh one failing is a real failure.
+            ex.reused = False
+            self.pool._connect_and_start(ex)
+            return
+        ex.fail(UpstreamError("worker closed the connection" + (f": {exc}" if exc else ""),
+                              before_response=not ex.got_bytes))
 
     def data_received(self, data: bytes) -> None:
         ex = self.exchange
@@ -135,51 +244,97 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes with no request outstanding: the connection is out of sync; drop it.
             self.close()
             return
-        ex.got_bytes = True
-        ex._batch = []
+        if not ex.got_bytes:
+            ex.got_bytes = True
+            # The response's first read: when it is the whole response, no parser callback runs in Python.
+            # Otherwise the same bytes go to a fresh full parser below.
+            if ex.one_read and self._fast.feed(data):
+                self._complete_fast(ex, data)
+                return
+        parser = self.parser
+        if parser is None:
+            parser = self.parser = httptools.HttpResponseParser(self)
+        head_pending = not ex.head_done
+        if head_pending:
+            ex._head_bufs.append(data)
+        batch: list[bytes] = []
+        ex._batch = batch
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self.reusable = False
-            err = UpstreamError(f"malformed response from worker: {exc}", before_response=not ex.head.done())
-            if not ex.head.done():
-                ex.head.set_exception(err)
-            elif not ex.done.done():
-                ex.done.set_exception(err)
-                ex.done.exception()
+            self.exchange = None
             self.close()
+            ex.fail(UpstreamError(f"malformed response from worker: {exc}", before_response=not ex.head_done))
             return
-        batch = ex._batch
         ex._batch = None
+        listener = ex.listener
+        if listener is None:
+            return
+        if head_pending and ex.head_done:
+            listener.on_head(ex)
+            if ex.listener is None:
+                return  # the listener gave up on this exchange (a retry)
         if batch:
             chunk = batch[0] if len(batch) == 1 else b"".join(batch)
-            if ex.sink is not None:
-                ex.sink(chunk)
-            elif ex.streaming:
-                ex._pending.append(chunk)
+            if ex.streaming:
+                listener.on_data(ex, chunk)
             else:
                 ex.body_parts.append(chunk)
-        if self.exchange is None and not ex.done.done():
-            ex.done.set_result(None)
+        if ex.complete and ex.listener is not None:
+            ex.listener = None
+            listener.on_end(ex)
+
+    def _complete_fast(self, ex: BaseExchange, data: bytes) -> None:
+        """A whole response in one read (`OneMessage`): head, body and the end delivered together."""
+        fast = self._fast
+        parser = fast.response
+        end = data.find(b"\r\n\r\n")
+        raw = ex.raw_head = data[:end] if end >= 0 else data
+        lower = ex._lower = raw.lower()
+        ex.status = parser.get_status_code()
+        ex.streaming = streaming = lower.find(b"\r\ncontent-length:") < 0
+        body = fast.body_bytes() if fast.body else b""
+        if not streaming:
+            ex.body_parts.append(body)
+        ex.head_done = True
+        ex.complete = True
+        self.exchange = None
+        if not keep_alive(parser.get_http_version(), lower):
+            self.reusable = False
+        if self.reusable:
+            self.pool._release(self)
+        else:
+            self.close()
+        listener = ex.listener
+        if listener is not None:
+            listener.on_head(ex)
+            listener = ex.listener
+            if listener is not None and streaming and body:
+                listener.on_data(ex, body)
+                listener = ex.listener
+            if listener is not None:
+                ex.listener = None
+                listener.on_end(ex)
 
     # -- httptools callbacks --------------------------------------------------------------------------------------
-    def on_header(self, name: bytes, value: bytes) -> None:
-        ex = self.exchange
-        if ex is not None:
-            ex.headers.append((name.lower(), value))
-
     def on_headers_complete(self) -> None:
         ex = self.exchange
         if ex is None:
             return
         parser = self.parser
+        assert parser is not None
         ex.status = parser.get_status_code()
         if not parser.should_keep_alive():
             self.reusable = False
+        bufs = ex._head_bufs
+        joined = bufs[0] if len(bufs) == 1 else b"".join(bufs)
+        ex._head_bufs = []
+        end = joined.find(b"\r\n\r\n")
+        raw = ex.raw_head = joined[:end] if end >= 0 else joined
+        lower = ex._lower = raw.lower()
         # Anything without a Content-Length (chunked, or close-delimited) is relayed as a stream.
-        ex.streaming = ex.header(b"content-length") is None
-        if not ex.head.done():
-            ex.head.set_result(None)
+        ex.streaming = lower.find(b"\r\ncontent-length:") < 0
+        ex.head_done = True
 
     def on_body(self, body: bytes) -> None:
         ex = self.exchange
@@ -190,7 +345,8 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.exchange
         if ex is None:
             return
-        # `done` is resolved by data_received after the batch is delivered, so bytes always precede the end.
+        # The listener hears `on_end` from data_received after the batch is delivered: bytes precede the end.
+        ex.complete = True
         self.exchange = None
         if self.reusable:
             self.pool._release(self)
@@ -203,12 +359,11 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def start(self, ex: Exchange, data: bytes) -> None:
+    def start(self, ex: BaseExchange) -> None:
         self.exchange = ex
         ex.conn = self
-        self.used = True
-        self.parser = httptools.HttpResponseParser(self)
-        self.transport.write(data)  # type: ignore[union-attr]
+        self.parser = None  # a fresh parser per exchange, created only when the fast path declines
+        self.transport.write(ex.data)  # type: ignore[union-attr]
 
 
 class UpstreamPool:
@@ -224,17 +379,44 @@ class UpstreamPool:
         self.idle: deque[UpstreamConnection] = deque()
         self.open_connections = 0
         self.closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def _connect(self, deadline: float = 0.0) -> UpstreamConnection:
-        """Open a connection, within `connect_timeout` and what is left before `deadline` (0 = none)."""
+    def send(self, ex: BaseExchange) -> None:
+        """Start `ex` on an idle connection now, or on a new one once it is connected (within
+        `connect_timeout`); its events go to `ex.listener`. Deadlines are the caller's (`ex.abort()`)."""
+        conn = self._take_idle()
+        if conn is not None:
+            ex.reused = True
+            conn.start(ex)
+        else:
+            self._connect_and_start(ex)
+
+    def _connect_and_start(self, ex: BaseExchange) -> None:
+        ex._connecting = asyncio.get_running_loop().create_task(self._connect_then_start(ex))
+
+    async def _connect_then_start(self, ex: BaseExchange) -> None:
+        try:
+            conn = await self._connect()
+        except UpstreamError as err:
+            ex._connecting = None
+            ex.fail(err)
+            return
+        except asyncio.CancelledError:
+            ex._connecting = None
+            ex.fail(UpstreamError("request abandoned while connecting", before_response=True))
+            return
+        ex._connecting = None
+        if ex.listener is None:
+            self._release(conn)  # abandoned meanwhile: the fresh connection is still good
+            return
+        conn.start(ex)
+
+    async def _connect(self) -> UpstreamConnection:
+        """Open a connection within `connect_timeout`."""
         loop = asyncio.get_running_loop()
-        timeout = self.connect_timeout
-        if deadline:
-            timeout = min(timeout, max(0.0, deadline - monotonic()))
         try:
             _, proto = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port), timeout)
+                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
+                self.connect_timeout)
         except TimeoutError as exc:
             raise UpstreamError(f"connect to {self.host}:{self.port} timed out", before_response=True,
                                 timeout=True) from exc
@@ -271,53 +453,30 @@ class UpstreamPool:
         is closed so the worker sees the request go away); with a `sweeper` the deadline is checked by its sweep,
         else by a timer. A reused connection that turns out to be closed by the worker before any response byte
         is retried once on a fresh one (the worker never saw the request). Cancelled while waiting for the head,
-        the exchange's connection is closed, so the worker sees the request go away too. Each exchange started
-        is appended to `started` as soon as it exists (a caller running several legs can abort them).
+        the exchange's connection is closed, so the worker sees the request go away too. The exchange is appended
+        to `started` as soon as it exists (a caller running several legs can abort them).
         """
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        deadline = monotonic() + timeout if timeout else 0.0
-        conn = self._take_idle()
-        reused = conn is not None
-        if conn is None:
-            conn = await self._connect(deadline)
-        # Only a reused connection may be stale; a fresh one that fails is a real failure (retryable upstream).
-        ex = await self._exchange(loop, conn, data, deadline, sweeper, started, final=not reused)
-        if ex is None:
-            conn = await self._connect(deadline)
-            ex = await self._exchange(loop, conn, data, deadline, sweeper, started, final=True)
-        assert ex is not None
-        return ex
-
-    async def _exchange(self, loop: asyncio.AbstractEventLoop, conn: UpstreamConnection, data: bytes,
-                        deadline: float, sweeper: DeadlineSweeper | None, started: list[Exchange] | None,
-                        final: bool = False) -> Exchange | None:
-        """Start one exchange and wait for its head; None = the reused connection was stale (retry it)."""
-        ex = Exchange(loop)
-        ex.deadline = deadline
+        loop = asyncio.get_running_loop()
+        ex = Exchange(loop, data)
         if started is not None:
             started.append(ex)
-        conn.start(ex, data)
         timer = None
-        if deadline:
+        if timeout:
+            ex.deadline = monotonic() + timeout
             if sweeper is not None:
                 sweeper.add(ex)
             else:
-                timer = loop.call_at(loop.time() + max(0.0, deadline - monotonic()), _head_timeout, ex)
+                timer = loop.call_later(timeout, _head_timeout, ex)
+        self.send(ex)
         try:
             await ex.head
-        except UpstreamError as exc:
-            if final or not exc.before_response or exc.timeout:
-                raise
-            return None
         except asyncio.CancelledError:
             ex.abort()  # the caller gave up: do not leave the connection busy with an answer nobody reads
             raise
         finally:
             if timer is not None:
                 timer.cancel()
-            if sweeper is not None:
+            if sweeper is not None and timeout:
                 sweeper.discard(ex)
         return ex
 
@@ -329,7 +488,7 @@ class UpstreamPool:
 
 def _head_timeout(ex: Exchange) -> None:
     if not ex.head.done():
-        ex.head.set_exception(UpstreamError("worker did not answer in time", before_response=True, timeout=True))
+        ex.fail(UpstreamError("worker did not answer in time", before_response=True, timeout=True))
         ex.abort()
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from herder.workers.breaker import BreakerState
 from herder.workers.worker import Worker, WorkerStatus
+
+READY = WorkerStatus.READY
+CLOSED = BreakerState.CLOSED
 
 MembershipHook = Callable[[], None]
 
@@ -74,7 +78,9 @@ class WorkerRegistry:
 
     def available(self, model: str | None, worker_type: str = "regular") -> list[Worker]:
         """Routable candidates: Ready and breaker closed/half-open. O(candidates)."""
-        return [w for w in self.workers_for(model, worker_type) if w.is_available()]
+        # Worker.is_available inlined for the common case (Ready, breaker closed): this runs once per request.
+        return [w for w in self.workers_for(model, worker_type)
+                if w.status is READY and (w.breaker.state is CLOSED or w.breaker.can_execute())]
 
     def models(self) -> list[str]:
         seen: dict[str, None] = {}

@@ -1,0 +1,99 @@
+"""A fast path for the common HTTP/1.1 read: exactly one whole message, parsed by llhttp without Python callbacks.
+
+httptools (llhttp) parses everything herder receives; the connection protocols normally get five Python
+callbacks per message (begin, url, headers complete, body, complete) plus the bookkeeping for messages that span
+reads and for pipelining, which together cost more than the rest of a request's head handling. Most requests and
+worker responses, though, arrive as one complete message in one read. `OneMessage` feeds such a read to a parser
+whose callbacks are C callables (list appends), so llhttp still validates and frames everything, and reports
+whether the read held exactly one complete message; the caller then reads method, URL, body, version and
+keep-alive from the parser and the lists. Anything else (a message spanning reads, pipelined requests, a parse
+error, an upgrade) returns False; the parser is then discarded (its state is unknown) and the caller feeds the
+same read to its full parser from the same message boundary. Sans-I/O: bytes in, fields out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import cast
+
+import httptools
+
+
+def keep_alive(version: str, lower_head: bytes) -> bool:
+    """Whether the connection stays open after this message: HTTP/1.1 unless `Connection: close`, HTTP/1.0 only
+    with `Connection: keep-alive` (llhttp's own flag is reset once a message completes)."""
+    at = lower_head.find(b"\r\nconnection:")
+    if at < 0:
+        return version == "1.1"
+    end = lower_head.find(b"\r\n", at + 13)
+    value = lower_head[at + 13 : end if end >= 0 else len(lower_head)]
+    if version == "1.1":
+        return value.find(b"close") < 0
+    return value.find(b"keep-alive") >= 0
+
+
+class _Callbacks:
+    """What httptools calls: attributes set per instance to bound C methods, so no Python frame runs."""
+
+    __slots__ = ("on_body", "on_message_begin", "on_message_complete", "on_url")
+
+    def __init__(self, begin: Callable[[], None], complete: Callable[[], None], body: Callable[[bytes], None],
+                 url: Callable[[bytes], None] | None) -> None:
+        self.on_message_begin = begin
+        self.on_message_complete = complete
+        self.on_body = body
+        if url is not None:
+            self.on_url = url
+
+
+class OneMessage:
+    """A reusable llhttp parser (request or response side) for reads that hold exactly one message."""
+
+    __slots__ = ("_begins", "_ends", "_response", "body", "parser", "url")
+
+    def __init__(self, response: bool = False) -> None:
+        self._response = response
+        self._begins: list[None] = []
+        self._ends: list[None] = []
+        self.url: list[bytes] = []
+        self.body: list[bytes] = []
+        self.parser = self._new_parser()
+
+    def _new_parser(self) -> httptools.HttpRequestParser | httptools.HttpResponseParser:
+        begin = partial(self._begins.append, None)
+        complete = partial(self._ends.append, None)
+        if self._response:
+            return httptools.HttpResponseParser(_Callbacks(begin, complete, self.body.append, None))
+        return httptools.HttpRequestParser(_Callbacks(begin, complete, self.body.append, self.url.append))
+
+    @property
+    def request(self) -> httptools.HttpRequestParser:
+        """The parser, on the request side."""
+        return cast(httptools.HttpRequestParser, self.parser)
+
+    @property
+    def response(self) -> httptools.HttpResponseParser:
+        """The parser, on the response side."""
+        return cast(httptools.HttpResponseParser, self.parser)
+
+    def feed(self, data: bytes) -> bool:
+        """Parse `data` (which starts at a message boundary): True when it was exactly one complete message
+        and nothing more; then `parser`, `url` and `body` describe it until the next `feed`."""
+        self._begins.clear()
+        self._ends.clear()
+        self.url.clear()
+        self.body.clear()
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self.parser = self._new_parser()
+            return False
+        if len(self._ends) == 1 and len(self._begins) == 1:
+            return True
+        self.parser = self._new_parser()  # mid-message or a second message begun: state the caller cannot use
+        return False
+
+    def body_bytes(self) -> bytes:
+        parts = self.body
+        return parts[0] if len(parts) == 1 else b"".join(parts)
