@@ -36,7 +36,8 @@ _DROP_RESPONSE_HEADERS = DROPPED_RESPONSE_HEADERS
 class RelayHooks:
     """Observability hooks a caller may set (metrics). Defaults do nothing."""
 
-    __slots__ = ("on_attempt_failed", "on_exhausted", "on_first_chunk", "on_outcome", "on_retry", "on_selected")
+    __slots__ = ("on_attempt_failed", "on_exhausted", "on_first_chunk", "on_outcome", "on_retry", "on_selected",
+                 "on_sent")
 
     def __init__(self) -> None:
         self.on_selected: Callable[[RequestContext, Worker], None] | None = None
@@ -45,6 +46,8 @@ class RelayHooks:
         self.on_first_chunk: Callable[[RequestContext], None] | None = None
         self.on_attempt_failed: Callable[[RequestContext, Worker, str], None] | None = None
         self.on_exhausted: Callable[[RequestContext, Worker], None] | None = None
+        # After a request went to a worker: the gateway has time while the worker works (deferred bookkeeping).
+        self.on_sent: Callable[[], None] | None = None
 
 
 class HttpRouter:

@@ -133,6 +133,8 @@ class ProxyCall:
         ex = self.ex = BaseExchange(ctx.upstream_request(worker), self)
         ex.one_read = not ctx.stream
         worker.pool.send(ex)
+        if hooks.on_sent is not None:
+            hooks.on_sent()
 
     def _release(self) -> None:
         worker = self.worker
@@ -269,10 +271,9 @@ class ProxyCall:
         if router.request_timeout:
             self.body_deadline = now + router.request_timeout
         if ex.streaming:
+            # The head goes out with the first chunk (one write, one packet: time to first chunk), or at the end.
             self.streaming = True
             reply = self.reply
-            reply.start_stream(status, None, ex.header(b"content-type") or b"application/json",
-                               relayed_header_block(ex.raw_head, ex.lower_head))
             reply.on_pause = ex.pause_reading
             reply.on_resume = ex.resume_reading
 
@@ -281,7 +282,11 @@ class ProxyCall:
             return
         self.last_activity = time.monotonic()
         try:
-            self.reply.write_nowait(data)
+            reply = self.reply
+            if reply.started:
+                reply.write_nowait(data)
+            else:
+                self._start_stream(ex, data)
             first_chunk = self._first_chunk
             if first_chunk is not None:
                 self._first_chunk = None
@@ -290,6 +295,10 @@ class ProxyCall:
         except Exception as exc:
             self._crash(exc)
 
+    def _start_stream(self, ex: BaseExchange, first_chunk: bytes) -> None:
+        self.reply.start_stream(ex.status, None, ex.header(b"content-type") or b"application/json",
+                                relayed_header_block(ex.raw_head, ex.lower_head), first_chunk)
+
     def on_end(self, ex: BaseExchange) -> None:
         if ex is not self.ex:
             return
@@ -297,15 +306,18 @@ class ProxyCall:
             router, worker, ctx = self.router, self.worker, self.ctx
             assert worker is not None
             status = ex.status
-            router._record(worker, status not in RETRYABLE_STATUSES)
-            if router.hooks.on_outcome is not None:
-                router.hooks.on_outcome(ctx, worker, status, None)
             if ex.streaming:
+                if not self.reply.started:
+                    self._start_stream(ex, b"")
                 self.reply.end_stream()
             else:
                 body = ctx.usage_tail = ex.body()
                 self.reply.send(status, body, None, ex.header(b"content-type") or b"application/json",
                                 relayed_header_block(ex.raw_head, ex.lower_head))
+            # Outcome bookkeeping after the client's write: it is not what the client waits for.
+            router._record(worker, status not in RETRYABLE_STATUSES)
+            if router.hooks.on_outcome is not None:
+                router.hooks.on_outcome(ctx, worker, status, None)
         except Exception as exc:
             self._crash(exc)
             return
@@ -353,6 +365,8 @@ class ProxyCall:
             return
         # The stream died mid-way: that is a failure, not a success, and the client is told in-band.
         router._record(worker, False)
+        if not self.reply.started:
+            self.reply.start_stream(200, None, b"text/event-stream")
         code = errors.UPSTREAM_TIMEOUT if timed_out else errors.UPSTREAM_STREAM_ERROR
         ctx.error_code = code
         if hooks.on_outcome is not None:

@@ -31,7 +31,7 @@ from herder.server import errors
 from herder.server.errors import HttpError
 from herder.server.http import HttpServer, Reply, Request
 from herder.server.inference import INFERENCE_ROUTES, InferenceRoute, build_context
-from herder.server.telemetry import HttpToken, RefreshingSource, Telemetry
+from herder.server.telemetry import FLUSH_INTERVAL, HttpToken, RefreshingSource, Telemetry
 from herder.workers.breaker import BreakerConfig
 from herder.workers.manager import ManagerConfig, WorkerManager
 from herder.workers.registry import WorkerRegistry
@@ -126,6 +126,7 @@ class Gateway:
         admin_key = config.admin_api_key or config.api_key
         self._admin_key = admin_key.encode() if admin_key else None
         self._maintenance: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
         from herder.server.admin import AdminRoutes
 
         self.admin = AdminRoutes(self)
@@ -188,8 +189,16 @@ class Gateway:
         for hook in self.startup_hooks:
             await hook()
         self.manager.start_health_checks()
+        if self._metered:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
         if cfg.eviction_interval_secs > 0:
             self._maintenance = asyncio.get_running_loop().create_task(self._maintenance_loop())
+
+    async def _flush_loop(self) -> None:
+        """Record finished requests when no new request triggers it (see Telemetry.finished_later)."""
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            self.telemetry.flush()
 
     async def _maintenance_loop(self) -> None:
         while True:
@@ -206,6 +215,10 @@ class Gateway:
             self._metrics_server.close()
         if self.tracer is not None:
             self.tracer.shutdown()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        self.telemetry.flush()
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -262,8 +275,7 @@ class Gateway:
             self._error(reply, call.error)
             ctx.error_code = call.error.code
         if self._metered:
-            self.telemetry.router_end(ctx, reply.status, ctx.error_code)
-        self._http_end(token, request, reply, ctx.error_code or "")
+            self.telemetry.finished_later(ctx, reply.status, ctx.error_code or "", token, request.method)
 
     async def _finish_in_task(self, ctx: RequestContext, token: HttpToken | None, request: Request,
                               reply: Reply) -> None:

@@ -181,8 +181,10 @@ class Reply:
         self._proto._reply_finished(self)
 
     def start_stream(self, status: int = 200, headers: Headers | None = None,
-                     content_type: bytes | None = b"text/event-stream", header_block: bytes = b"") -> None:
-        """Send the head of a streamed response (chunked on HTTP/1.1, close-delimited on HTTP/1.0)."""
+                     content_type: bytes | None = b"text/event-stream", header_block: bytes = b"",
+                     first_chunk: bytes = b"") -> None:
+        """Send the head of a streamed response (chunked on HTTP/1.1, close-delimited on HTTP/1.0), and with
+        `first_chunk` the first chunk in the same write (one syscall, one packet to the client)."""
         if self.started:
             raise RuntimeError("response already started")
         self.started = True
@@ -198,6 +200,8 @@ class Reply:
         else:
             self.keep_alive = False
             parts.append(b"\r\n")
+        if first_chunk and not self.head_only:
+            parts.append(b"%x\r\n%b\r\n" % (len(first_chunk), first_chunk) if self._proto.http11 else first_chunk)
         self._proto.transport.write(b"".join(parts))  # type: ignore[union-attr]
 
     def write_nowait(self, data: bytes) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import Metric
 
+from herder.observability.logging import ACCESS_LOG
 from herder.observability.metrics import CounterChild, Metrics, route_label
 from herder.routing.context import RequestContext, StreamMeter
 from herder.workers.breaker import BreakerState
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
     from herder.server.app import Gateway
 
 # OpenAI usage blocks list prompt_tokens before completion_tokens: one search finds both.
-HttpToken = tuple[object, float]  # what http_begin hands http_end: the metric bundle and the start time
+HttpToken = tuple[object, float]
+FLUSH_INTERVAL = 0.05  # seconds: the longest a finished request waits to be recorded when traffic stops  # what http_begin hands http_end: the metric bundle and the start time
 
 _USAGE_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)\s*,\s*"completion_tokens"\s*:\s*(\d+)')
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
@@ -59,6 +61,8 @@ class Telemetry:
         self._exhausted: dict[tuple[str, str], CounterChild] = {}
         self._outcomes: dict[tuple[str, bool], CounterChild] = {}
         self._connections = metrics.http_connections_active.child
+        # Requests answered but not yet recorded (`finished_later`): (ctx, status, error code, token, time, method).
+        self._pending: list[tuple[RequestContext, int, str, HttpToken | None, float, bytes]] = []
         hooks = gateway.router.hooks
         if not per_request:
             gateway.manager.on_probe.append(self.on_probe)
@@ -69,6 +73,7 @@ class Telemetry:
         hooks.on_retry = self.on_retry
         hooks.on_attempt_failed = self.on_attempt_failed
         hooks.on_exhausted = lambda ctx, worker: self.on_exhausted(ctx, worker.worker_type)
+        hooks.on_sent = self.flush
         gateway.manager.on_probe.append(self.on_probe)
         gateway.server.on_connection_change = self.on_connection_change
         gateway.registry.on_change.append(self.on_membership)
@@ -89,10 +94,32 @@ class Telemetry:
         bundle, started = token
         bundle.record(status, error_code, time.monotonic() - started)  # type: ignore[attr-defined]
 
-    def router_end(self, ctx: RequestContext, status: int, error_code: str | None) -> None:
+    def finished_later(self, ctx: RequestContext, status: int, error_code: str, token: HttpToken | None,
+                       method: bytes) -> None:
+        """`router_end` + `http_end` (+ the access log) for a request answered just now, run by `flush`: the
+        next time the gateway waits on a worker, or within `FLUSH_INTERVAL`, or before a scrape. This keeps the
+        bookkeeping off the path of the next request on the same connection (at concurrency 1, it would wait)."""
+        self._pending.append((ctx, status, error_code, token, time.monotonic(), method))
+
+    def flush(self) -> None:
+        """Record what `finished_later` queued."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        for ctx, status, error_code, token, at, method in pending:
+            self.router_end(ctx, status, error_code or None, at)
+            if token is not None:
+                bundle, started = token
+                bundle.record(status, error_code, at - started)  # type: ignore[attr-defined]
+                if ACCESS_LOG.enabled:
+                    ACCESS_LOG.log(method.decode(), ctx.path, status, at - started, ctx.request_id.decode())
+
+    def router_end(self, ctx: RequestContext, status: int, error_code: str | None, now: float = 0.0) -> None:
         rm = self.metrics.router(ctx.model or "default", ctx.endpoint, ctx.stream)
         rm.requests.value += 1
-        now = time.monotonic()
+        if not now:
+            now = time.monotonic()
         rm.duration.observe(now - ctx.started_at)
         if error_code is not None:
             rm.error(error_code).inc()
@@ -172,7 +199,8 @@ class Telemetry:
                 self.metrics.remove_worker(url)
 
     def refresh_gauges(self) -> None:
-        """Mirror registry state into gauges (called before each scrape)."""
+        """Record queued request ends and mirror registry state into gauges (called before each scrape)."""
+        self.flush()
         m = self.metrics
         pool: dict[tuple[str, str, str], int] = {}
         for worker in self.gw.registry.workers.values():
