@@ -47,6 +47,36 @@ class _Callbacks:
             self.on_url = url
 
 
+class ParserEvents:
+    """What a parser with C-callable callbacks saw during one `feed_data`: whether a head completed, the body
+    parts, whether a message completed. The owner reads and clears the lists after each feed (the response side
+    of the upstream pool: Python runs once per read instead of once per parser event)."""
+
+    __slots__ = ("bodies", "completed", "headers_done")
+
+    def __init__(self) -> None:
+        self.headers_done: list[None] = []
+        self.bodies: list[bytes] = []
+        self.completed: list[None] = []
+
+    def clear(self) -> None:
+        self.headers_done.clear()
+        self.bodies.clear()
+        self.completed.clear()
+
+    def response_parser(self) -> httptools.HttpResponseParser:
+        return httptools.HttpResponseParser(_EventCallbacks(self))
+
+
+class _EventCallbacks:
+    __slots__ = ("on_body", "on_headers_complete", "on_message_complete")
+
+    def __init__(self, events: ParserEvents) -> None:
+        self.on_headers_complete = partial(events.headers_done.append, None)
+        self.on_body = events.bodies.append
+        self.on_message_complete = partial(events.completed.append, None)
+
+
 class OneMessage:
     """A reusable llhttp parser (request or response side) for reads that hold exactly one message."""
 

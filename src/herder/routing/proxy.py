@@ -131,7 +131,6 @@ class ProxyCall:
         if router.request_timeout:
             self.head_deadline = time.monotonic() + router.request_timeout
         ex = self.ex = BaseExchange(ctx.upstream_request(worker), self)
-        ex.one_read = not ctx.stream
         worker.pool.send(ex)
         if hooks.on_sent is not None:
             hooks.on_sent()

@@ -25,7 +25,7 @@ from typing import Protocol, cast
 
 import httptools
 
-from herder.http1 import OneMessage, keep_alive
+from herder.http1 import ParserEvents, keep_alive
 from herder.server.messages import header_value, parse_header_lines
 from herder.workers.deadlines import DeadlineSweeper
 
@@ -56,8 +56,8 @@ class ExchangeListener(Protocol):
 class BaseExchange:
     """One upstream request and its response."""
 
-    __slots__ = ("_batch", "_connecting", "_head_bufs", "_headers", "_lower", "body_parts", "complete", "conn",
-                 "data", "got_bytes", "head_done", "listener", "one_read", "raw_head", "reused", "status", "streaming")
+    __slots__ = ("_connecting", "_head_bufs", "_headers", "_lower", "body_parts", "complete", "conn",
+                 "data", "got_bytes", "head_done", "listener", "raw_head", "reused", "status", "streaming")
 
     def __init__(self, data: bytes, listener: ExchangeListener | None) -> None:
         self.data = data  # the serialized request (kept for one transparent resend on a stale connection)
@@ -71,12 +71,8 @@ class BaseExchange:
         self.got_bytes = False
         self.streaming = False
         self.reused = False
-        # Try the one-read fast path on the first read (OneMessage); a caller expecting a stream turns it off
-        # (its first read is never the whole response, and a declined attempt would parse it twice).
-        self.one_read = True
         self.body_parts: list[bytes] = []
         self._head_bufs: list[bytes] = []
-        self._batch: list[bytes] | None = None
         self._connecting: asyncio.Task[None] | None = None
         self.conn: UpstreamConnection | None = None
 
@@ -204,8 +200,10 @@ class UpstreamConnection(asyncio.Protocol):
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
-        self.parser: httptools.HttpResponseParser | None = None
-        self._fast = OneMessage(response=True)
+        # One parser per connection (a connection with a failed exchange is closed, never reused), whose
+        # callbacks are C callables recording into `_events`: Python runs once per read, not per parser event.
+        self._events = ParserEvents()
+        self.parser = self._events.response_parser()
         self.exchange: BaseExchange | None = None
         self.idle_since = 0.0
         self.reusable = True
@@ -244,114 +242,72 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes with no request outstanding: the connection is out of sync; drop it.
             self.close()
             return
-        if not ex.got_bytes:
-            ex.got_bytes = True
-            # The response's first read: when it is the whole response, no parser callback runs in Python.
-            # Otherwise the same bytes go to a fresh full parser below.
-            if ex.one_read and self._fast.feed(data):
-                self._complete_fast(ex, data)
-                return
-        parser = self.parser
-        if parser is None:
-            parser = self.parser = httptools.HttpResponseParser(self)
+        ex.got_bytes = True
         head_pending = not ex.head_done
         if head_pending:
             ex._head_bufs.append(data)
-        batch: list[bytes] = []
-        ex._batch = batch
+        events = self._events
         try:
-            parser.feed_data(data)
+            self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self.exchange = None
             self.close()
+            events.clear()
             ex.fail(UpstreamError(f"malformed response from worker: {exc}", before_response=not ex.head_done))
             return
-        ex._batch = None
+        # What the parser saw in this read, in order: the head completed, body parts, the message completed.
+        if head_pending:
+            if not events.headers_done:
+                return  # the head continues in the next read
+            events.headers_done.clear()
+            self._head_complete(ex)
+        bodies = events.bodies
+        chunk = b""
+        if bodies:
+            chunk = bodies[0] if len(bodies) == 1 else b"".join(bodies)
+            bodies.clear()
+        complete = bool(events.completed)
+        if complete:
+            events.completed.clear()
+            ex.complete = True
+            self.exchange = None
+            if self.reusable:
+                self.pool._release(self)
+            else:
+                self.close()
         listener = ex.listener
         if listener is None:
             return
-        if head_pending and ex.head_done:
+        if head_pending:
             listener.on_head(ex)
             if ex.listener is None:
                 return  # the listener gave up on this exchange (a retry)
-        if batch:
-            chunk = batch[0] if len(batch) == 1 else b"".join(batch)
+        if chunk:
             if ex.streaming:
                 listener.on_data(ex, chunk)
+                if ex.listener is None:
+                    return
             else:
                 ex.body_parts.append(chunk)
-        if ex.complete and ex.listener is not None:
+        if complete:
             ex.listener = None
             listener.on_end(ex)
 
-    def _complete_fast(self, ex: BaseExchange, data: bytes) -> None:
-        """A whole response in one read (`OneMessage`): head, body and the end delivered together."""
-        fast = self._fast
-        parser = fast.response
-        end = data.find(b"\r\n\r\n")
-        raw = ex.raw_head = data[:end] if end >= 0 else data
-        lower = ex._lower = raw.lower()
-        ex.status = parser.get_status_code()
-        ex.streaming = streaming = lower.find(b"\r\ncontent-length:") < 0
-        body = fast.body_bytes() if fast.body else b""
-        if not streaming:
-            ex.body_parts.append(body)
-        ex.head_done = True
-        ex.complete = True
-        self.exchange = None
-        if not keep_alive(parser.get_http_version(), lower):
-            self.reusable = False
-        if self.reusable:
-            self.pool._release(self)
-        else:
-            self.close()
-        listener = ex.listener
-        if listener is not None:
-            listener.on_head(ex)
-            listener = ex.listener
-            if listener is not None and streaming and body:
-                listener.on_data(ex, body)
-                listener = ex.listener
-            if listener is not None:
-                ex.listener = None
-                listener.on_end(ex)
-
-    # -- httptools callbacks --------------------------------------------------------------------------------------
-    def on_headers_complete(self) -> None:
-        ex = self.exchange
-        if ex is None:
-            return
-        parser = self.parser
-        assert parser is not None
-        ex.status = parser.get_status_code()
-        if not parser.should_keep_alive():
-            self.reusable = False
+    def _head_complete(self, ex: BaseExchange) -> None:
+        """The response head arrived: status, raw head, framing, keep-alive."""
         bufs = ex._head_bufs
         joined = bufs[0] if len(bufs) == 1 else b"".join(bufs)
         ex._head_bufs = []
         end = joined.find(b"\r\n\r\n")
         raw = ex.raw_head = joined[:end] if end >= 0 else joined
         lower = ex._lower = raw.lower()
+        parser = self.parser
+        ex.status = parser.get_status_code()
+        if not keep_alive(parser.get_http_version(), lower):
+            self.reusable = False
         # Anything without a Content-Length (chunked, or close-delimited) is relayed as a stream.
         ex.streaming = lower.find(b"\r\ncontent-length:") < 0
         ex.head_done = True
-
-    def on_body(self, body: bytes) -> None:
-        ex = self.exchange
-        if ex is not None and ex._batch is not None:
-            ex._batch.append(body)
-
-    def on_message_complete(self) -> None:
-        ex = self.exchange
-        if ex is None:
-            return
-        # The listener hears `on_end` from data_received after the batch is delivered: bytes precede the end.
-        ex.complete = True
-        self.exchange = None
-        if self.reusable:
-            self.pool._release(self)
-        else:
-            self.close()
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -362,7 +318,6 @@ class UpstreamConnection(asyncio.Protocol):
     def start(self, ex: BaseExchange) -> None:
         self.exchange = ex
         ex.conn = self
-        self.parser = None  # a fresh parser per exchange, created only when the fast path declines
         self.transport.write(ex.data)  # type: ignore[union-attr]
 
 
