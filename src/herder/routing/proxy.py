@@ -41,22 +41,24 @@ DROPPED_RESPONSE_HEADERS = frozenset({
 _SELECT, _HEAD, _BODY, _BACKOFF, _DONE = range(5)
 
 
-def relayed_header_block(raw_head: bytes, lower_head: bytes) -> bytes:
-    """The worker's response header lines that go to the client (CRLF-terminated), from its raw head: usually
-    none (workers send framing, content-type, date and server)."""
-    kept: list[bytes] | None = None
+def relayed_head(raw_head: bytes, lower_head: bytes) -> tuple[bytes, bytes]:
+    """From a worker's raw response head: its content type (application/json when it sends none) and the header
+    lines that go to the client, CRLF-terminated (usually none: workers send framing, content type, date and
+    server). One split and one partition per line: C calls, few of them."""
+    content_type = b"application/json"
+    kept = b""
     dropped = DROPPED_RESPONSE_HEADERS
-    raw_lines = None
-    for i, line in enumerate(lower_head.split(b"\r\n")):
-        if i == 0:
-            continue
-        colon = line.find(b":")
-        if line[:colon].rstrip() not in dropped:
-            if raw_lines is None:
-                raw_lines = raw_head.split(b"\r\n")
-                kept = []
-            kept.append(raw_lines[i])  # type: ignore[union-attr]
-    return b"\r\n".join(kept) + b"\r\n" if kept else b""
+    lines = lower_head.split(b"\r\n")
+    raw_lines: list[bytes] | None = None
+    for i in range(1, len(lines)):
+        name = lines[i].partition(b":")[0]
+        if raw_lines is None:
+            raw_lines = raw_head.split(b"\r\n")
+        if name not in dropped:
+            kept += raw_lines[i] + b"\r\n"
+        elif name == b"content-type":
+            content_type = raw_lines[i].partition(b":")[2].strip(b" \t")
+    return content_type, kept
 
 
 class ProxyCall:
@@ -295,8 +297,8 @@ class ProxyCall:
             self._crash(exc)
 
     def _start_stream(self, ex: BaseExchange, first_chunk: bytes) -> None:
-        self.reply.start_stream(ex.status, None, ex.header(b"content-type") or b"application/json",
-                                relayed_header_block(ex.raw_head, ex.lower_head), first_chunk)
+        content_type, block = relayed_head(ex.raw_head, ex.lower_head)
+        self.reply.start_stream(ex.status, None, content_type, block, first_chunk)
 
     def on_end(self, ex: BaseExchange) -> None:
         if ex is not self.ex:
@@ -311,8 +313,8 @@ class ProxyCall:
                 self.reply.end_stream()
             else:
                 body = ctx.usage_tail = ex.body()
-                self.reply.send(status, body, None, ex.header(b"content-type") or b"application/json",
-                                relayed_header_block(ex.raw_head, ex.lower_head))
+                content_type, block = relayed_head(ex.raw_head, ex.lower_head)
+                self.reply.send(status, body, None, content_type, block)
             # Outcome bookkeeping after the client's write: it is not what the client waits for.
             router._record(worker, status not in RETRYABLE_STATUSES)
             if router.hooks.on_outcome is not None:

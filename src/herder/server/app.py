@@ -65,6 +65,15 @@ def new_request_id(prefix: bytes) -> bytes:
     return prefix + b"%024x" % _getrandbits(96)
 
 
+def _common_suffix(names: tuple[bytes, ...]) -> bytes:
+    """The longest ending every name shares."""
+    suffix = names[0]
+    for name in names[1:]:
+        while not name.endswith(suffix):
+            suffix = suffix[1:]
+    return suffix
+
+
 def _valid_request_id(value: bytes) -> bool:
     return 0 < len(value) <= 128 and all(33 <= c <= 126 for c in value)
 
@@ -122,6 +131,8 @@ class Gateway:
         # What each configured id header's line starts with: a substring test each (usually none is present), far
         # cheaper than a regular expression over the head.
         self._id_header_keys = tuple(b"\r\n" + h for h in self._id_headers)
+        # The configured names' common ending (SMG's defaults all end in "id"): one test rules them all out.
+        self._id_header_hint = _common_suffix(self._id_headers) + b":" if self._id_headers else b""
         self._api_key = config.api_key.encode() if config.api_key else None
         admin_key = config.admin_api_key or config.api_key
         self._admin_key = admin_key.encode() if admin_key else None
@@ -232,6 +243,8 @@ class Gateway:
     # -- dispatch ---------------------------------------------------------------------------------------------
     def _request_id(self, request: Request, prefix: bytes) -> bytes:
         lower = request.lower_head
+        if lower.find(self._id_header_hint) < 0:
+            return new_request_id(prefix)
         for key in self._id_header_keys:
             if lower.find(key) >= 0:
                 for name in self._id_headers:  # configured order decides which present header wins

@@ -343,12 +343,9 @@ class HttpProtocol(asyncio.Protocol):
         except UnicodeDecodeError:
             path = raw_path.decode("latin-1")
         self._stream_pos += len(data)
-        self._head_end_abs = self._stream_pos
         self.http11 = True
-        self._version = version
-        self._raw_head = raw
-        self._dispatch(Request(parser.get_method(), path, query, raw, body, version, keep_alive(version, lower),
-                               self._client, lower))
+        alive = lower.find(b"\r\nconnection:") < 0 or keep_alive(version, lower)
+        self._dispatch(Request(parser.get_method(), path, query, raw, body, version, alive, self._client, lower))
         return True
 
     # -- dispatch ---------------------------------------------------------------------------------------------

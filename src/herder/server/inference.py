@@ -116,15 +116,21 @@ _USUAL_TYPE: dict[str, type] = {"model": str, "stream": bool, "temperature": flo
                                 "stream_options": dict, "messages": list, "prompt": str, "input": str}
 
 
+_INT_MIN: dict[str, int] = {"max_tokens": 0, "max_completion_tokens": 0, "n": 1}
+
+
 def validate(endpoint: str, body: dict[str, Any]) -> None:
     """The checks a client mistake must fail (400) rather than reach a worker. One pass over the body's keys
     (a handful) rather than a lookup per known field; a field of its usual exact type costs one dict lookup."""
     typed = _TYPED
     usual = _USUAL_TYPE
+    int_min = _INT_MIN
     value: Any
     for name, value in body.items():
         if type(value) is usual.get(name) or name not in typed:
             continue
+        if type(value) is int and value >= int_min.get(name, value + 1):
+            continue  # an integer field (never a bool: type() is exact) within bounds
         spec = typed.get(name)
         if spec is None or value is None:
             continue
@@ -136,7 +142,8 @@ def validate(endpoint: str, body: dict[str, Any]) -> None:
         if name == "n" and cast(int, value) < 1:
             raise _bad("'n' must be >= 1", "n")
     if endpoint == "chat":
-        _validate_messages(_require(body, "messages"))
+        messages = body.get("messages")
+        _validate_messages(messages if messages is not None else _require(body, "messages"))
     elif endpoint == "completions":
         if not _is_prompt(_require(body, "prompt")):
             raise _bad("'prompt' must be a string, an array of strings, or token ids", "prompt")
