@@ -6,6 +6,8 @@
   every record, so each request-scoped line carries it without callers passing it around. Set it where the
   request's task starts (`set_request_id`), reset it when it ends; a contextvar set inside a bare Protocol
   callback is not scoped to that request, so the server should set it inside the per-request task/context.
+  Requests proxied without a task (`routing/proxy.py`) log nothing per request on success; their error lines
+  pass `extra={"request_id": ...}` explicitly.
 * `AccessLog.log` returns at once unless enabled, so a disabled access log costs one attribute test; hot code
   can also test `access_log.enabled` itself and skip building arguments.
 """

@@ -128,6 +128,9 @@ class StreamMeter:
         self.events = 0
 
 
+_REQUEST_LINES: dict[str, bytes] = {}  # upstream request line prefixes, per path (a handful of routes)
+
+
 class RequestContext:
     """One inference request as routing sees it."""
 
@@ -155,20 +158,29 @@ class RequestContext:
         # Most requests carry neither header: one substring test each instead of a lookup.
         target = request.header(b"x-smg-target-worker") if lower.find(b"\r\nx-smg-target-worker") >= 0 else None
         self.target_worker = target.decode("latin-1").strip() if target is not None else None
-        fwd = forwardable_headers(request.raw_head, lower) if _may_forward(lower) else []
-        names = {n for n, _ in fwd} if fwd else ()
-        if b"x-request-id" not in names:
-            fwd.append((b"x-request-id", request_id))
-        if traceparent is not None:
-            # The gateway's own span becomes the engines' parent (--enable-trace).
-            fwd = [(n, v) for n, v in fwd if n != b"traceparent"]
-            fwd.append((b"traceparent", traceparent))
-        elif b"traceparent" not in names:
-            fwd.append((b"traceparent", new_traceparent()))  # start a trace the engines can join
-        self.forward = fwd
-        # The forwarded header lines, serialized once (workers without an API key get exactly these).
-        self._forward_block = b"".join([name + b": " + value + b"\r\n" for name, value in fwd])
-        self._request_line = b"POST " + path.encode() + b" HTTP/1.1\r\nhost: "
+        if traceparent is None and not _may_forward(lower):
+            # The common case: nothing to forward but the request id and a new trace (no list work).
+            tp = new_traceparent()
+            self.forward = [(b"x-request-id", request_id), (b"traceparent", tp)]
+            self._forward_block = b"x-request-id: " + request_id + b"\r\ntraceparent: " + tp + b"\r\n"
+        else:
+            fwd = forwardable_headers(request.raw_head, lower)
+            names = {n for n, _ in fwd}
+            if b"x-request-id" not in names:
+                fwd.append((b"x-request-id", request_id))
+            if traceparent is not None:
+                # The gateway's own span becomes the engines' parent (--enable-trace).
+                fwd = [(n, v) for n, v in fwd if n != b"traceparent"]
+                fwd.append((b"traceparent", traceparent))
+            elif b"traceparent" not in names:
+                fwd.append((b"traceparent", new_traceparent()))  # start a trace the engines can join
+            self.forward = fwd
+            # The forwarded header lines, serialized once (workers without an API key get exactly these).
+            self._forward_block = b"".join([name + b": " + value + b"\r\n" for name, value in fwd])
+        line = _REQUEST_LINES.get(path)
+        if line is None:
+            line = _REQUEST_LINES[path] = b"POST " + path.encode() + b" HTTP/1.1\r\nhost: "
+        self._request_line = line
 
     @property
     def headers(self) -> Headers:
