@@ -119,13 +119,33 @@ _CONTENT = re.compile(rb'"(?:content|text|reasoning_content)"\s*:\s*"[^"]')
 
 
 class StreamMeter:
-    """TTFT bookkeeping for one stream: when the first content event passed, and how many events did."""
+    """TTFT bookkeeping for one stream: when the first content event passed, and how many events did.
 
-    __slots__ = ("events", "first_token_at")
+    Counting events scans every byte (~0.7 ns each) and is needed only when the stream carries no usage block, so
+    reads are kept (up to `KEEP_BYTES`) and counted after the stream, off the relay path (`total_events`)."""
+
+    KEEP_BYTES = 64 * 1024
+    __slots__ = ("_counted", "_kept", "_kept_bytes", "first_token_at")
 
     def __init__(self) -> None:
         self.first_token_at = 0.0
-        self.events = 0
+        self._counted = 0
+        self._kept: list[bytes] = []
+        self._kept_bytes = 0
+
+    def add(self, data: bytes) -> None:
+        self._kept.append(data)
+        self._kept_bytes += len(data)
+        if self._kept_bytes > self.KEEP_BYTES:
+            self._counted = self.total_events()
+
+    def total_events(self) -> int:
+        """SSE events seen so far (`data:` lines)."""
+        if self._kept:
+            self._counted += sum(chunk.count(b"data:") for chunk in self._kept)
+            self._kept = []
+            self._kept_bytes = 0
+        return self._counted
 
 
 _REQUEST_LINES: dict[str, bytes] = {}  # upstream request line prefixes, per path (a handful of routes)
@@ -217,6 +237,8 @@ class RequestContext:
         if st is not None:
             if not st.first_token_at and _CONTENT.search(data) is not None:
                 st.first_token_at = time.monotonic()
-            st.events += data.count(b"data:")
-        if data.find(b'"usage"') >= 0:
+            st.add(data)
+        # The usage block ends its event (OpenAI puts it last), which ends the read or precedes [DONE]: search
+        # the read's tail, not all of it.
+        if data.find(b'"usage"', len(data) - 1024) >= 0:
             self.usage_tail = data

@@ -65,7 +65,7 @@ class ProxyCall:
     """One request through `HttpRouter`: started with `start()`, reports through `on_done(call)` exactly once
     (`call.error` is the HttpError to answer with when no response was relayed)."""
 
-    __slots__ = ("_first_chunk", "_timer", "attempt", "body_deadline", "client_left", "ctx", "error", "ex",
+    __slots__ = ("_first_chunk", "_tail", "_timer", "attempt", "body_deadline", "client_left", "ctx", "error", "ex",
                  "failed", "head_deadline", "last_activity", "last_error", "on_done", "phase", "reason", "reply",
                  "router", "streaming", "worker")
 
@@ -90,6 +90,7 @@ class ProxyCall:
         self.last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._first_chunk = router.hooks.on_first_chunk
+        self._tail = b""  # a whole stream that arrived in one read, written with its head and end at once
 
     # -- driving ------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -286,6 +287,8 @@ class ProxyCall:
             reply = self.reply
             if reply.started:
                 reply.write_nowait(data)
+            elif ex.complete:
+                self._tail = data  # the whole stream is here: on_end writes head, data and end together
             else:
                 self._start_stream(ex, data)
             first_chunk = self._first_chunk
@@ -296,9 +299,9 @@ class ProxyCall:
         except Exception as exc:
             self._crash(exc)
 
-    def _start_stream(self, ex: BaseExchange, first_chunk: bytes) -> None:
+    def _start_stream(self, ex: BaseExchange, first_chunk: bytes, end: bool = False) -> None:
         content_type, block = relayed_head(ex.raw_head, ex.lower_head)
-        self.reply.start_stream(ex.status, None, content_type, block, first_chunk)
+        self.reply.start_stream(ex.status, None, content_type, block, first_chunk, end)
 
     def on_end(self, ex: BaseExchange) -> None:
         if ex is not self.ex:
@@ -309,8 +312,9 @@ class ProxyCall:
             status = ex.status
             if ex.streaming:
                 if not self.reply.started:
-                    self._start_stream(ex, b"")
-                self.reply.end_stream()
+                    self._start_stream(ex, self._tail, end=True)
+                else:
+                    self.reply.end_stream()
             else:
                 body = ctx.usage_tail = ex.body()
                 content_type, block = relayed_head(ex.raw_head, ex.lower_head)

@@ -182,15 +182,19 @@ class Reply:
 
     def start_stream(self, status: int = 200, headers: Headers | None = None,
                      content_type: bytes | None = b"text/event-stream", header_block: bytes = b"",
-                     first_chunk: bytes = b"") -> None:
+                     first_chunk: bytes = b"", end: bool = False) -> None:
         """Send the head of a streamed response (chunked on HTTP/1.1, close-delimited on HTTP/1.0), and with
-        `first_chunk` the first chunk in the same write (one syscall, one packet to the client)."""
+        `first_chunk` the first chunk in the same write (one syscall, one packet to the client); with `end`
+        the whole stream (head, chunk, terminator) in that write."""
         if self.started:
             raise RuntimeError("response already started")
         self.started = True
         self.status = status
         self._streaming = True
         if self.closed:
+            if end:
+                self._done = True
+                self._proto._reply_finished(self)
             return
         parts = self._head(status, headers, content_type, header_block)
         if self.head_only:
@@ -202,7 +206,13 @@ class Reply:
             parts.append(b"\r\n")
         if first_chunk and not self.head_only:
             parts.append(b"%x\r\n%b\r\n" % (len(first_chunk), first_chunk) if self._proto.http11 else first_chunk)
+        if end:
+            self._done = True
+            if self._proto.http11 and not self.head_only:
+                parts.append(b"0\r\n\r\n")
         self._proto.transport.write(b"".join(parts))  # type: ignore[union-attr]
+        if end:
+            self._proto._reply_finished(self)
 
     def write_nowait(self, data: bytes) -> None:
         """Write one chunk without waiting; the caller handles backpressure through on_pause/on_resume."""

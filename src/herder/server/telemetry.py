@@ -131,7 +131,7 @@ class Telemetry:
             rm.output_tokens.value += usage[1]
         if isinstance(meter, StreamMeter) and meter.first_token_at:
             rm.ttft.observe(meter.first_token_at - ctx.started_at)
-            generated = usage[1] if usage is not None else meter.events
+            generated = usage[1] if usage is not None else meter.total_events()
             gen_time = now - meter.first_token_at
             rm.generation_duration.observe(gen_time)
             if generated > 1:
