@@ -156,7 +156,7 @@ async def test_client_leaving_before_the_first_byte_cancels_upstream(make_gatewa
         gw = await make_gateway(worker_urls=[worker.url])
         st = worker.engine.stats
         body = orjson.dumps(chat())
-        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
         writer.write(b"POST %b HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-sim-ttft-ms: 20000\r\n"
                      b"content-length: %d\r\n\r\n%b" % (CHAT.encode(), len(body), body))
         await writer.drain()

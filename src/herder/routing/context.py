@@ -118,6 +118,17 @@ def routing_text(endpoint: str, body: dict[str, Any]) -> str:
 _CONTENT = re.compile(rb'"(?:content|text|reasoning_content)"\s*:\s*"[^"]')
 
 
+def _has_content(data: bytes) -> bool:
+    """Whether a stream read carries a content-bearing event: a substring search for the compact JSON engines
+    send (`"content":"x`), the regex only when that finds none (spaced JSON, completions' text, reasoning)."""
+    at = data.find(b'"content":"')
+    while at >= 0:
+        if data[at + 11 : at + 12] != b'"':
+            return True
+        at = data.find(b'"content":"', at + 11)
+    return _CONTENT.search(data) is not None
+
+
 class StreamMeter:
     """TTFT bookkeeping for one stream: when the first content event passed, and how many events did.
 
@@ -235,7 +246,7 @@ class RequestContext:
         carries usage (parsed once after the stream ends, never per event)."""
         st = self.meter_state
         if st is not None:
-            if not st.first_token_at and _CONTENT.search(data) is not None:
+            if not st.first_token_at and _has_content(data):
                 st.first_token_at = time.monotonic()
             st.add(data)
         # The usage block ends its event (OpenAI puts it last), which ends the read or precedes [DONE]: search

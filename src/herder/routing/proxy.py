@@ -288,16 +288,21 @@ class ProxyCall:
             if reply.started:
                 reply.write_nowait(data)
             elif ex.complete:
-                self._tail = data  # the whole stream is here: on_end writes head, data and end together
+                self._tail = data  # the whole stream is here: on_end writes head, data and end, then meters it
+                return
             else:
                 self._start_stream(ex, data)
-            first_chunk = self._first_chunk
-            if first_chunk is not None:
-                self._first_chunk = None
-                first_chunk(self.ctx)
-            self.ctx.meter(data)
+            self._relayed(data)
         except Exception as exc:
             self._crash(exc)
+
+    def _relayed(self, data: bytes) -> None:
+        """Bookkeeping for a stream read that went to the client (after the write: the client does not wait)."""
+        first_chunk = self._first_chunk
+        if first_chunk is not None:
+            self._first_chunk = None
+            first_chunk(self.ctx)
+        self.ctx.meter(data)
 
     def _start_stream(self, ex: BaseExchange, first_chunk: bytes, end: bool = False) -> None:
         content_type, block = relayed_head(ex.raw_head, ex.lower_head)
@@ -313,6 +318,8 @@ class ProxyCall:
             if ex.streaming:
                 if not self.reply.started:
                     self._start_stream(ex, self._tail, end=True)
+                    if self._tail:
+                        self._relayed(self._tail)
                 else:
                     self.reply.end_stream()
             else:

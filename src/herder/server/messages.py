@@ -40,6 +40,10 @@ def status_line(status: int) -> bytes:
     return line
 
 
+# Above this size a chunk is written with writelines (one vectored write) instead of being copied into one buffer.
+_GATHER_BYTES = 4096
+
+
 class ClientDisconnected(Exception):
     """The client closed the connection before the response was complete."""
 
@@ -204,13 +208,23 @@ class Reply:
         else:
             self.keep_alive = False
             parts.append(b"\r\n")
+        http11 = self._proto.http11
         if first_chunk and not self.head_only:
-            parts.append(b"%x\r\n%b\r\n" % (len(first_chunk), first_chunk) if self._proto.http11 else first_chunk)
+            if http11:
+                parts.append(b"%x\r\n" % len(first_chunk))
+                parts.append(first_chunk)
+                parts.append(b"\r\n")
+            else:
+                parts.append(first_chunk)
         if end:
             self._done = True
-            if self._proto.http11 and not self.head_only:
+            if http11 and not self.head_only:
                 parts.append(b"0\r\n\r\n")
-        self._proto.transport.write(b"".join(parts))  # type: ignore[union-attr]
+        transport = self._proto.transport
+        if len(first_chunk) > _GATHER_BYTES:
+            transport.writelines(parts)  # type: ignore[union-attr]  # one vectored write, no copy of the data
+        else:
+            transport.write(b"".join(parts))  # type: ignore[union-attr]
         if end:
             self._proto._reply_finished(self)
 
@@ -219,10 +233,12 @@ class Reply:
         if self.closed or not data or self.head_only:
             return
         transport = self._proto.transport
-        if self._proto.http11:
-            transport.write(b"%x\r\n%b\r\n" % (len(data), data))  # type: ignore[union-attr]
-        else:
+        if not self._proto.http11:
             transport.write(data)  # type: ignore[union-attr]
+        elif len(data) > _GATHER_BYTES:
+            transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))  # type: ignore[union-attr]
+        else:
+            transport.write(b"%x\r\n%b\r\n" % (len(data), data))  # type: ignore[union-attr]
 
     async def write(self, data: bytes) -> None:
         """Write one chunk; waits while the client is not reading. Raises ClientDisconnected."""
