@@ -1,21 +1,24 @@
-"""A fast path for the common HTTP/1.1 read: exactly one whole message, parsed by llhttp without Python callbacks.
+"""llhttp without Python callbacks: parsers whose callbacks are C callables (list appends).
 
-httptools (llhttp) parses everything herder receives; the connection protocols normally get five Python
-callbacks per message (begin, url, headers complete, body, complete) plus the bookkeeping for messages that span
-reads and for pipelining, which together cost more than the rest of a request's head handling. Most requests and
-worker responses, though, arrive as one complete message in one read. `OneMessage` feeds such a read to a parser
-whose callbacks are C callables (list appends), so llhttp still validates and frames everything, and reports
-whether the read held exactly one complete message; the caller then reads method, URL, body, version and
-keep-alive from the parser and the lists. Anything else (a message spanning reads, pipelined requests, a parse
-error, an upgrade) returns False; the parser is then discarded (its state is unknown) and the caller feeds the
-same read to its full parser from the same message boundary. Sans-I/O: bytes in, fields out.
+httptools (llhttp) parses everything herder receives. A Python callback per parser event (begin, url, headers
+complete, each body part, complete) costs more than the rest of a request's head handling, so:
+
+- `OneMessage` (server side): most requests arrive as one whole message in one read. Such a read goes to a
+  parser with C-callable callbacks, so llhttp still validates and frames everything, and `feed` reports whether
+  the read held exactly one complete message; the caller then reads method, URL, body and version from the
+  parser and the lists. Anything else (a message spanning reads, pipelining, a parse error, an upgrade) returns
+  False; the parser is replaced (its state is unknown) and the caller feeds the same read to its full parser
+  from the same message boundary, which handles limits, `Expect`, pipelining and timeouts.
+- `ParserEvents` (upstream side): one response parser per connection records what each `feed_data` saw (head
+  complete, body parts, message complete); the connection handles them once per read.
+
+Sans-I/O: bytes in, fields out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import cast
 
 import httptools
 
@@ -39,12 +42,11 @@ class _Callbacks:
     __slots__ = ("on_body", "on_message_begin", "on_message_complete", "on_url")
 
     def __init__(self, begin: Callable[[], None], complete: Callable[[], None], body: Callable[[bytes], None],
-                 url: Callable[[bytes], None] | None) -> None:
+                 url: Callable[[bytes], None]) -> None:
         self.on_message_begin = begin
         self.on_message_complete = complete
         self.on_body = body
-        if url is not None:
-            self.on_url = url
+        self.on_url = url
 
 
 class ParserEvents:
@@ -78,34 +80,26 @@ class _EventCallbacks:
 
 
 class OneMessage:
-    """A reusable llhttp parser (request or response side) for reads that hold exactly one message."""
+    """A reusable llhttp request parser for reads that hold exactly one message."""
 
-    __slots__ = ("_begins", "_ends", "_response", "body", "parser", "url")
+    __slots__ = ("_begins", "_ends", "body", "parser", "url")
 
-    def __init__(self, response: bool = False) -> None:
-        self._response = response
+    def __init__(self) -> None:
         self._begins: list[None] = []
         self._ends: list[None] = []
         self.url: list[bytes] = []
         self.body: list[bytes] = []
         self.parser = self._new_parser()
 
-    def _new_parser(self) -> httptools.HttpRequestParser | httptools.HttpResponseParser:
+    def _new_parser(self) -> httptools.HttpRequestParser:
         begin = partial(self._begins.append, None)
         complete = partial(self._ends.append, None)
-        if self._response:
-            return httptools.HttpResponseParser(_Callbacks(begin, complete, self.body.append, None))
         return httptools.HttpRequestParser(_Callbacks(begin, complete, self.body.append, self.url.append))
 
     @property
     def request(self) -> httptools.HttpRequestParser:
-        """The parser, on the request side."""
-        return cast(httptools.HttpRequestParser, self.parser)
-
-    @property
-    def response(self) -> httptools.HttpResponseParser:
-        """The parser, on the response side."""
-        return cast(httptools.HttpResponseParser, self.parser)
+        """The parser (method, version) of the message `feed` accepted."""
+        return self.parser
 
     def feed(self, data: bytes) -> bool:
         """Parse `data` (which starts at a message boundary): True when it was exactly one complete message

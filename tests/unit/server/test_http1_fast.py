@@ -7,7 +7,7 @@ import httptools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from herder.http1 import OneMessage, keep_alive
+from herder.http1 import OneMessage, ParserEvents, keep_alive
 
 _NAMES = st.sampled_from([b"host", b"x-request-id", b"accept", b"user-agent", b"x-custom", b"authorization"])
 _VALUES = st.binary(min_size=0, max_size=40).map(lambda b: bytes(c for c in b if 0x21 <= c <= 0x7E))
@@ -84,18 +84,30 @@ def test_malformed_and_upgrade_requests_decline() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from([200, 201, 400, 404, 429, 500, 503]), _BODIES, st.booleans())
-def test_one_whole_response_chunked_or_not(status: int, body: bytes, chunked: bool) -> None:
+@given(st.sampled_from([200, 201, 400, 404, 429, 500, 503]), _BODIES, st.booleans(), st.data())
+def test_response_events_whatever_the_reads(status: int, body: bytes, chunked: bool, data: st.DataObject) -> None:
+    """ParserEvents (the upstream side): across any split of a response into reads, the head completes once,
+    the body parts join to the body, and the message completes once, at the last read."""
     if chunked:
         framed = (b"%x\r\n%b\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
-        data = b"HTTP/1.1 %d X\r\ntransfer-encoding: chunked\r\n\r\n%b" % (status, framed)
+        raw = b"HTTP/1.1 %d X\r\ntransfer-encoding: chunked\r\n\r\n%b" % (status, framed)
     else:
-        data = b"HTTP/1.1 %d X\r\ncontent-length: %d\r\n\r\n%b" % (status, len(body), body)
-    fast = OneMessage(response=True)
-    assert fast.feed(data)
-    assert fast.response.get_status_code() == status
-    assert (fast.body_bytes() if fast.body else b"") == body
-    assert not fast.feed(data[:-1])
+        raw = b"HTTP/1.1 %d X\r\ncontent-length: %d\r\n\r\n%b" % (status, len(body), body)
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(raw) - 1), max_size=4)))
+    reads = [raw[i:j] for i, j in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    events = ParserEvents()
+    parser = events.response_parser()
+    heads = completes = 0
+    got = b""
+    for n, read in enumerate(reads):
+        parser.feed_data(read)
+        heads += len(events.headers_done)
+        got += b"".join(events.bodies)
+        completes += len(events.completed)
+        assert completes == (1 if n == len(reads) - 1 else 0)
+        events.clear()
+    assert heads == 1 and got == body
+    assert parser.get_status_code() == status
 
 
 def test_keep_alive_rules() -> None:
