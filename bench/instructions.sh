@@ -22,8 +22,8 @@ valgrind --tool=callgrind --callgrind-out-file="$OUT/cg" $PY -m herder launch --
 G=$!; pids+=($G)
 for _ in $(seq 300); do curl -sf "http://127.0.0.1:$GW/readiness" > /dev/null 2>&1 && break; sleep 0.2; done
 $PY bench/closed_loop_client.py "$GW" 200 4 $STREAM
-callgrind_control -z "$G" > /dev/null
+callgrind_control -z "$G" > /dev/null 2>&1
 $PY bench/closed_loop_client.py "$GW" "$N" 4 $STREAM
-callgrind_control --dump "$G" > /dev/null
+callgrind_control --dump "$G" > /dev/null 2>&1
 TOTAL=$(grep -h "^summary:\|^totals:" "$OUT/cg.1" | head -1 | awk '{print $2}')
 echo "instructions/request: $(( TOTAL / N ))"

@@ -49,11 +49,9 @@ def relayed_head(raw_head: bytes, lower_head: bytes) -> tuple[bytes, bytes]:
     kept = b""
     dropped = DROPPED_RESPONSE_HEADERS
     lines = lower_head.split(b"\r\n")
-    raw_lines: list[bytes] | None = None
+    raw_lines = raw_head.split(b"\r\n")
     for i in range(1, len(lines)):
         name = lines[i].partition(b":")[0]
-        if raw_lines is None:
-            raw_lines = raw_head.split(b"\r\n")
         if name not in dropped:
             kept += raw_lines[i] + b"\r\n"
         elif name == b"content-type":

@@ -299,18 +299,9 @@ class HttpProtocol(asyncio.Protocol):
         self._in_message = False
         if self._rejected:
             return
-        url = self._url
-        qpos = url.find(b"?")
-        if qpos >= 0:
-            raw_path, query = url[:qpos], url[qpos + 1 :]
-        else:
-            raw_path, query = url, b""
-        try:
-            path = raw_path.decode("ascii")
-        except UnicodeDecodeError:
-            path = raw_path.decode("latin-1")
+        path, query = _split_target(self._url)
         parts = self._body_parts
-        body = parts[0] if len(parts) == 1 else b"".join(parts) if parts else b""
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
         self._body_parts = []
         parser = self.parser
         request = Request(parser.get_method(), path, query, self._raw_head, body, self._version,
@@ -327,7 +318,7 @@ class HttpProtocol(asyncio.Protocol):
         end = data.find(b"\r\n\r\n")
         parser = fast.request
         version = parser.get_http_version()
-        body = fast.body_bytes() if fast.body else b""
+        body = fast.body_bytes()
         if end < 0 or end > _MAX_HEAD_BYTES or version != "1.1" or len(body) > self.server.max_body_size:
             return False
         raw = data[:end]
@@ -335,17 +326,11 @@ class HttpProtocol(asyncio.Protocol):
         if lower.find(b"\r\nexpect") >= 0:
             return False
         parts = fast.url
-        url = parts[0] if len(parts) == 1 else b"".join(parts)
-        qpos = url.find(b"?")
-        raw_path, query = (url[:qpos], url[qpos + 1 :]) if qpos >= 0 else (url, b"")
-        try:
-            path = raw_path.decode("ascii")
-        except UnicodeDecodeError:
-            path = raw_path.decode("latin-1")
+        path, query = _split_target(parts[0] if len(parts) == 1 else b"".join(parts))
         self._stream_pos += len(data)
         self.http11 = True
-        alive = lower.find(b"\r\nconnection:") < 0 or keep_alive(version, lower)
-        self._dispatch(Request(parser.get_method(), path, query, raw, body, version, alive, self._client, lower))
+        self._dispatch(Request(parser.get_method(), path, query, raw, body, version, keep_alive(version, lower),
+                               self._client, lower))
         return True
 
     # -- dispatch ---------------------------------------------------------------------------------------------
@@ -437,6 +422,16 @@ class HttpProtocol(asyncio.Protocol):
             b"connection: close\r\n\r\n" % (code.encode(), len(body))
         )
         transport.write(head + body)
+
+
+def _split_target(url: bytes) -> tuple[str, bytes]:
+    """A request target's path (ASCII, latin-1 if it is not) and its query bytes (without the `?`)."""
+    qpos = url.find(b"?")
+    raw_path, query = (url[:qpos], url[qpos + 1 :]) if qpos >= 0 else (url, b"")
+    try:
+        return raw_path.decode("ascii"), query
+    except UnicodeDecodeError:
+        return raw_path.decode("latin-1"), query
 
 
 def _handler_failed(request: Request, reply: Reply) -> None:
