@@ -9,9 +9,20 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from herder.workers.worker import Worker
+
+
+class RoutingSource(Protocol):
+    """What a policy reads from a request: its routing text and, on the gRPC path, its token ids. A
+    `RoutingInfo`, or the HTTP path's `RequestContext` itself (no wrapper object per request)."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def tokens(self) -> Sequence[int] | None: ...
 
 
 class RoutingInfo:
@@ -53,7 +64,7 @@ class Policy(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def select(self, workers: Sequence[Worker], info: RoutingInfo) -> Worker | None:
+    def select(self, workers: Sequence[Worker], info: RoutingSource) -> Worker | None:
         """The chosen worker, or None when `workers` is empty."""
 
     def on_workers_changed(self, workers: Sequence[Worker]) -> None:  # noqa: B027 - optional hook

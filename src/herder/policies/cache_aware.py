@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from herder.policies.base import Policy, RoutingInfo, least_loaded
+from herder.policies.base import Policy, RoutingSource, least_loaded
 from herder.policies.prefix_index import TEXT_BLOCK_CHARS, TOKEN_PAGE_SIZE, PrefixIndex
 from herder.workers.worker import Worker
 
@@ -35,7 +35,7 @@ class CacheAwarePolicy(Policy):
         self.text_index = PrefixIndex(block=self.config.block_chars)
         self.token_index = PrefixIndex(block=TOKEN_PAGE_SIZE)
 
-    def select(self, workers: Sequence[Worker], info: RoutingInfo) -> Worker | None:
+    def select(self, workers: Sequence[Worker], info: RoutingSource) -> Worker | None:
         if not workers:
             return None
         cfg = self.config
@@ -56,6 +56,9 @@ class CacheAwarePolicy(Policy):
             index, seq = self.token_index, info.tokens
         else:
             index, seq = self.text_index, info.text  # type: ignore[assignment]
+        if len(seq) < index.block and not cfg.deterministic_placement:
+            # Shorter than one block: nothing to match or remember (the tree holds whole blocks only).
+            return best
         match = index.match(seq)
 
         chosen = best

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from herder.policies.base import Policy, RoutingInfo
+from herder.policies.base import Policy, RoutingSource
 from herder.workers.worker import Worker
 
 
@@ -17,7 +17,7 @@ class RandomPolicy(Policy):
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
 
-    def select(self, workers: Sequence[Worker], info: RoutingInfo) -> Worker | None:
+    def select(self, workers: Sequence[Worker], info: RoutingSource) -> Worker | None:
         if not workers:
             return None
         return workers[int(self._rng.random() * len(workers))]
@@ -31,7 +31,7 @@ class RoundRobinPolicy(Policy):
     def __init__(self) -> None:
         self._counter = 0
 
-    def select(self, workers: Sequence[Worker], info: RoutingInfo) -> Worker | None:
+    def select(self, workers: Sequence[Worker], info: RoutingSource) -> Worker | None:
         n = len(workers)
         if not n:
             return None
@@ -51,7 +51,7 @@ class PowerOfTwoPolicy(Policy):
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
 
-    def select(self, workers: Sequence[Worker], info: RoutingInfo) -> Worker | None:
+    def select(self, workers: Sequence[Worker], info: RoutingSource) -> Worker | None:
         n = len(workers)
         if n <= 1:
             return workers[0] if n else None

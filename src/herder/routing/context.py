@@ -64,8 +64,7 @@ _getrandbits = _rng.getrandbits
 
 def new_traceparent() -> bytes:
     """A fresh W3C traceparent (version 00, random trace and span ids, not sampled)."""
-    raw = b"%048x" % _getrandbits(192)
-    return b"00-" + raw[:32] + b"-" + raw[32:] + b"-00"
+    return b"00-%032x-%016x-00" % (_getrandbits(128), _getrandbits(64))
 
 
 def _content_text(content: Any) -> str:
@@ -169,7 +168,7 @@ class RequestContext:
                  "meter_state", "model", "parsed", "path", "request", "request_id", "started_at", "stream",
                  "target_worker", "usage_tail")
 
-    def __init__(self, *, path: str, endpoint: str, body: bytes, parsed: dict[str, Any], model: str | None,
+    def __init__(self, path: str, endpoint: str, body: bytes, parsed: dict[str, Any], model: str | None,
                  stream: bool, request_id: bytes, request: HeaderSource, started_at: float,
                  traceparent: bytes | None = None) -> None:
         self.path = path
@@ -222,9 +221,18 @@ class RequestContext:
         return self.request.header(name)
 
     def routing_text(self) -> str:
-        if self._text is None:
-            self._text = routing_text(self.endpoint, self.parsed)
-        return self._text
+        return self.text
+
+    # A RequestContext is the policies' RoutingSource on the HTTP path: the text (built on first use) and no
+    # token ids.
+    tokens = None
+
+    @property
+    def text(self) -> str:
+        text = self._text
+        if text is None:
+            text = self._text = routing_text(self.endpoint, self.parsed)
+        return text
 
     def upstream_request(self, worker: Worker, body: bytes | None = None) -> bytes:
         """The serialized upstream request: the client's original body bytes (or `body`, when a path rewrites

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from herder.policies import PolicyRegistry, RoutingInfo
+from herder.policies import PolicyRegistry
 from herder.routing.context import RequestContext
 from herder.routing.proxy import DROPPED_RESPONSE_HEADERS, ProxyCall
 from herder.routing.retry import RETRYABLE_STATUSES, RetryConfig
@@ -80,7 +80,7 @@ class HttpRouter:
         if target is not None:
             return _pick_target(candidates, target)
         policy = self.policies.get(ctx.model)
-        worker = policy.select(candidates, RoutingInfo(ctx.routing_text, headers=ctx))
+        worker = policy.select(candidates, ctx)
         if worker is not None:
             worker.processed += 1
         return worker

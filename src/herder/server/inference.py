@@ -20,6 +20,11 @@ class InferenceRoute:
     endpoint: str  # SMG's endpoint label: chat, completions, generate, embeddings, rerank, responses, classify
     id_prefix: bytes  # request-id prefix when the client sends none
 
+    @property
+    def upstream_path(self) -> str:
+        """The path workers are sent (SGLang's /rerank is /v1/rerank upstream)."""
+        return self.path if self.path != "/rerank" else "/v1/rerank"
+
 
 INFERENCE_ROUTES: dict[str, InferenceRoute] = {
     r.path: r
@@ -166,13 +171,14 @@ def validate(endpoint: str, body: dict[str, Any]) -> None:
 
 def decode_body(request: Request) -> dict[str, Any]:
     """Parse the JSON body once; anything that is not a JSON object is a 400."""
-    if not request.body:
-        raise _bad("Request body is empty; expected a JSON object", None, errors.INVALID_JSON)
+    body = request.body
     try:
-        parsed = orjson.loads(request.body)
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if not body:
+            raise _bad("Request body is empty; expected a JSON object", None, errors.INVALID_JSON) from None
         raise _bad(f"Invalid JSON body: {exc}", None, errors.INVALID_JSON) from None
-    if not isinstance(parsed, dict):
+    if type(parsed) is not dict:
         raise _bad("Request body must be a JSON object", None, errors.INVALID_JSON)
     return parsed
 
@@ -182,15 +188,5 @@ def build_context(route: InferenceRoute, request: Request, request_id: bytes,
     parsed = decode_body(request)
     validate(route.endpoint, parsed)
     model = parsed.get("model")
-    return RequestContext(
-        path=route.path if route.path != "/rerank" else "/v1/rerank",
-        endpoint=route.endpoint,
-        body=request.body,
-        parsed=parsed,
-        model=model if model else None,
-        stream=parsed.get("stream") is True,
-        request_id=request_id,
-        request=request,
-        started_at=time.monotonic(),
-        traceparent=traceparent,
-    )
+    return RequestContext(route.upstream_path, route.endpoint, request.body, parsed, model if model else None,
+                          parsed.get("stream") is True, request_id, request, time.monotonic(), traceparent)

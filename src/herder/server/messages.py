@@ -150,20 +150,19 @@ class Reply:
         return self._done
 
     def _head(self, status: int, headers: Headers | None, content_type: bytes | None,
-              header_block: bytes) -> list[bytes]:
-        parts = [status_line(status)]
-        if content_type is not None:
-            parts.append(b"content-type: " + content_type + b"\r\n")
-        for name, value in self.extra_headers:
-            parts.append(name + b": " + value + b"\r\n")
+              header_block: bytes) -> bytes:
+        """The status line and header lines, CRLF-terminated (the blank line is the caller's): one format."""
+        lines = b""
+        for pair in self.extra_headers:
+            lines += b"%b: %b\r\n" % pair
         if headers:
-            for name, value in headers:
-                parts.append(name + b": " + value + b"\r\n")
-        if header_block:
-            parts.append(header_block)
+            for pair in headers:
+                lines += b"%b: %b\r\n" % pair
         if not self.keep_alive:
-            parts.append(b"connection: close\r\n")
-        return parts
+            header_block += b"connection: close\r\n"
+        if content_type is None:
+            return b"%b%b%b" % (status_line(status), lines, header_block)
+        return b"%bcontent-type: %b\r\n%b%b" % (status_line(status), content_type, lines, header_block)
 
     def send(self, status: int, body: bytes, headers: Headers | None = None,
              content_type: bytes | None = b"application/json", header_block: bytes = b"") -> None:
@@ -177,11 +176,9 @@ class Reply:
         if self.closed:
             self._proto._reply_finished(self)
             return
-        parts = self._head(status, headers, content_type, header_block)
-        parts.append(b"content-length: %d\r\n\r\n" % len(body))
-        if not self.head_only:
-            parts.append(body)
-        self._proto.transport.write(b"".join(parts))  # type: ignore[union-attr]
+        head = self._head(status, headers, content_type, header_block)
+        self._proto.transport.write(  # type: ignore[union-attr]
+            b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), b"" if self.head_only else body))
         self._proto._reply_finished(self)
 
     def start_stream(self, status: int = 200, headers: Headers | None = None,
@@ -200,7 +197,7 @@ class Reply:
                 self._done = True
                 self._proto._reply_finished(self)
             return
-        parts = self._head(status, headers, content_type, header_block)
+        parts = [self._head(status, headers, content_type, header_block)]
         if self.head_only:
             parts.append(b"\r\n")
         elif self._proto.http11:
