@@ -79,21 +79,23 @@ class _EventCallbacks:
         self.on_message_complete = partial(events.completed.append, None)
 
 
+_ONE_MESSAGE = [1, 2]  # what `OneMessage`'s marks read after exactly one message: begun, completed
+
+
 class OneMessage:
     """A reusable llhttp request parser for reads that hold exactly one message."""
 
-    __slots__ = ("_begins", "_ends", "body", "parser", "url")
+    __slots__ = ("_marks", "body", "parser", "url")
 
     def __init__(self) -> None:
-        self._begins: list[None] = []
-        self._ends: list[None] = []
+        self._marks: list[int] = []  # 1 per message begun, 2 per message completed, in order
         self.url: list[bytes] = []
         self.body: list[bytes] = []
         self.parser = self._new_parser()
 
     def _new_parser(self) -> httptools.HttpRequestParser:
-        begin = partial(self._begins.append, None)
-        complete = partial(self._ends.append, None)
+        begin = partial(self._marks.append, 1)
+        complete = partial(self._marks.append, 2)
         return httptools.HttpRequestParser(_Callbacks(begin, complete, self.body.append, self.url.append))
 
     @property
@@ -104,8 +106,8 @@ class OneMessage:
     def feed(self, data: bytes) -> bool:
         """Parse `data` (which starts at a message boundary): True when it was exactly one complete message
         and nothing more; then `parser`, `url` and `body` describe it until the next `feed`."""
-        self._begins.clear()
-        self._ends.clear()
+        marks = self._marks
+        marks.clear()
         self.url.clear()
         self.body.clear()
         try:
@@ -113,7 +115,7 @@ class OneMessage:
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             self.parser = self._new_parser()
             return False
-        if len(self._ends) == 1 and len(self._begins) == 1:
+        if marks == _ONE_MESSAGE:
             return True
         self.parser = self._new_parser()  # mid-message or a second message begun: state the caller cannot use
         return False

@@ -24,14 +24,6 @@ _NOT_FORWARDED = frozenset({
 _FORWARD = re.compile(rb"\r\n(authorization|traceparent|tracestate|x-[!#$%&'*+.^_`|~0-9a-z-]+)[ \t]*:[ \t]*([^\r]*)")
 
 
-# Whether a lowercased header block has anything `_FORWARD` could match: substring tests are far cheaper than
-# running the expression over every request's head.
-def _may_forward(lower: bytes) -> bool:
-    return (lower.find(b"\r\nx-") >= 0 or lower.find(b"\r\nauthorization") >= 0
-            or lower.find(b"\r\ntrace") >= 0)
-
-
-
 def forwardable_headers(raw: bytes, lower: bytes) -> Headers:
     """Headers relayed to workers (names lowercase, values as sent); hop-by-hop and framing headers are not."""
     out: Headers = []
@@ -164,9 +156,8 @@ _REQUEST_LINES: dict[str, bytes] = {}  # upstream request line prefixes, per pat
 class RequestContext:
     """One inference request as routing sees it."""
 
-    __slots__ = ("_forward_block", "_request_line", "_text", "body", "endpoint", "error_code", "forward",
-                 "meter_state", "model", "parsed", "path", "request", "request_id", "started_at", "stream",
-                 "target_worker", "usage_tail")
+    __slots__ = ("_forward_block", "_request_line", "_text", "body", "endpoint", "error_code", "meter_state", "model",
+                 "parsed", "path", "request", "request_id", "started_at", "stream", "target_worker", "usage_tail")
 
     def __init__(self, path: str, endpoint: str, body: bytes, parsed: dict[str, Any], model: str | None,
                  stream: bool, request_id: bytes, request: HeaderSource, started_at: float,
@@ -185,32 +176,42 @@ class RequestContext:
         self.meter_state: StreamMeter | None = StreamMeter() if stream else None
         self.error_code: str | None = None
         lower = request.lower_head
-        # Most requests carry neither header: one substring test each instead of a lookup.
-        target = request.header(b"x-smg-target-worker") if lower.find(b"\r\nx-smg-target-worker") >= 0 else None
-        self.target_worker = target.decode("latin-1").strip() if target is not None else None
-        if traceparent is None and not _may_forward(lower):
-            # The common case: nothing to forward but the request id and a new trace (no list work).
-            tp = new_traceparent()
-            self.forward = [(b"x-request-id", request_id), (b"traceparent", tp)]
-            self._forward_block = b"x-request-id: " + request_id + b"\r\ntraceparent: " + tp + b"\r\n"
+        if (traceparent is None and lower.find(b"\r\nx-") < 0 and lower.find(b"\r\nauthorization") < 0
+                and lower.find(b"\r\ntrace") < 0):
+            # The common case: no header to forward and no target worker; the request id and a new trace the
+            # engines can join (new_traceparent's format, inlined) go to workers.
+            self.target_worker: str | None = None
+            self._forward_block = b"x-request-id: %b\r\ntraceparent: 00-%032x-%016x-00\r\n" % (
+                request_id, _getrandbits(128), _getrandbits(64))
         else:
-            fwd = forwardable_headers(request.raw_head, lower)
-            names = {n for n, _ in fwd}
-            if b"x-request-id" not in names:
-                fwd.append((b"x-request-id", request_id))
-            if traceparent is not None:
-                # The gateway's own span becomes the engines' parent (--enable-trace).
-                fwd = [(n, v) for n, v in fwd if n != b"traceparent"]
-                fwd.append((b"traceparent", traceparent))
-            elif b"traceparent" not in names:
-                fwd.append((b"traceparent", new_traceparent()))  # start a trace the engines can join
-            self.forward = fwd
-            # The forwarded header lines, serialized once (workers without an API key get exactly these).
-            self._forward_block = b"".join([name + b": " + value + b"\r\n" for name, value in fwd])
+            self._forward_headers(request, lower, traceparent)
         line = _REQUEST_LINES.get(path)
         if line is None:
             line = _REQUEST_LINES[path] = b"POST " + path.encode() + b" HTTP/1.1\r\nhost: "
         self._request_line = line
+
+    def _forward_headers(self, request: HeaderSource, lower: bytes, traceparent: bytes | None) -> None:
+        """The forwarded header block and the target worker, from a head that may carry either."""
+        target = request.header(b"x-smg-target-worker") if lower.find(b"\r\nx-smg-target-worker") >= 0 else None
+        self.target_worker = target.decode("latin-1").strip() if target is not None else None
+        fwd = forwardable_headers(request.raw_head, lower)
+        names = {n for n, _ in fwd}
+        if b"x-request-id" not in names:
+            fwd.append((b"x-request-id", self.request_id))
+        if traceparent is not None:
+            # The gateway's own span becomes the engines' parent (--enable-trace).
+            fwd = [(n, v) for n, v in fwd if n != b"traceparent"]
+            fwd.append((b"traceparent", traceparent))
+        elif b"traceparent" not in names:
+            fwd.append((b"traceparent", new_traceparent()))  # start a trace the engines can join
+        # The forwarded header lines, serialized once (workers without an API key get exactly these).
+        self._forward_block = b"".join([name + b": " + value + b"\r\n" for name, value in fwd])
+
+    @property
+    def forward(self) -> Headers:
+        """The headers forwarded to workers, (lowercase name, value), from the serialized block."""
+        return [(name, value) for name, _, value in
+                (line.partition(b": ") for line in self._forward_block.split(b"\r\n") if line)]
 
     @property
     def headers(self) -> Headers:

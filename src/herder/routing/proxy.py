@@ -270,6 +270,8 @@ class ProxyCall:
         if retryable and router.retry.attempts > 1 and router.hooks.on_exhausted is not None:
             router.hooks.on_exhausted(self.ctx, worker)
         self.phase = _BODY
+        if ex.complete:
+            return  # the whole response is here: on_end follows at once
         now = self.last_activity = time.monotonic()
         if router.request_timeout:
             self.body_deadline = now + router.request_timeout

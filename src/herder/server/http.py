@@ -316,9 +316,10 @@ class HttpProtocol(asyncio.Protocol):
         """Answer the one request `fast` parsed from `data`; False leaves it to the full parser (limits, Expect,
         HTTP/1.0 and other cases that need its handling)."""
         end = data.find(b"\r\n\r\n")
-        parser = fast.request
+        parser = fast.parser
         version = parser.get_http_version()
-        body = fast.body_bytes()
+        parts = fast.body
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
         if end < 0 or end > _MAX_HEAD_BYTES or version != "1.1" or len(body) > self.server.max_body_size:
             return False
         raw = data[:end]
@@ -326,11 +327,17 @@ class HttpProtocol(asyncio.Protocol):
         if lower.find(b"\r\nexpect") >= 0:
             return False
         parts = fast.url
-        path, query = _split_target(parts[0] if len(parts) == 1 else b"".join(parts))
+        url = parts[0] if len(parts) == 1 else b"".join(parts)
+        target = _TARGETS.get(url)
+        if target is None:
+            target = _split_target(url)
+            if len(_TARGETS) < 256 and len(url) < 128 and not target[1]:
+                _TARGETS[url] = target  # the handful of routes clients call, not their query strings
         self._stream_pos += len(data)
         self.http11 = True
-        self._dispatch(Request(parser.get_method(), path, query, raw, body, version, keep_alive(version, lower),
-                               self._client, lower))
+        self._dispatch(Request(parser.get_method(), target[0], target[1], raw, body, version,
+                               lower.find(b"\r\nconnection:") < 0 or keep_alive(version, lower), self._client,
+                               lower))
         return True
 
     # -- dispatch ---------------------------------------------------------------------------------------------
@@ -422,6 +429,9 @@ class HttpProtocol(asyncio.Protocol):
             b"connection: close\r\n\r\n" % (code.encode(), len(body))
         )
         transport.write(head + body)
+
+
+_TARGETS: dict[bytes, tuple[str, bytes]] = {}  # request target -> (path, query), for targets without a query
 
 
 def _split_target(url: bytes) -> tuple[str, bytes]:

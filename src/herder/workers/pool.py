@@ -72,7 +72,7 @@ class BaseExchange:
         self.streaming = False
         self.reused = False
         self.body_parts: list[bytes] = []
-        self._head_bufs: list[bytes] = []
+        self._head_bufs: list[bytes] | None = None  # earlier reads of a head that spans several
         self._connecting: asyncio.Task[None] | None = None
         self.conn: UpstreamConnection | None = None
 
@@ -243,9 +243,6 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         ex.got_bytes = True
-        head_pending = not ex.head_done
-        if head_pending:
-            ex._head_bufs.append(data)
         events = self._events
         try:
             self.parser.feed_data(data)
@@ -256,11 +253,17 @@ class UpstreamConnection(asyncio.Protocol):
             ex.fail(UpstreamError(f"malformed response from worker: {exc}", before_response=not ex.head_done))
             return
         # What the parser saw in this read, in order: the head completed, body parts, the message completed.
+        head_pending = not ex.head_done
         if head_pending:
+            bufs = ex._head_bufs
             if not events.headers_done:
+                if bufs is None:
+                    ex._head_bufs = [data]
+                else:
+                    bufs.append(data)
                 return  # the head continues in the next read
             events.headers_done.clear()
-            self._head_complete(ex)
+            self._head_complete(ex, data if bufs is None else b"".join(bufs) + data)
         bodies = events.bodies
         chunk = b""
         if bodies:
@@ -293,17 +296,18 @@ class UpstreamConnection(asyncio.Protocol):
             ex.listener = None
             listener.on_end(ex)
 
-    def _head_complete(self, ex: BaseExchange) -> None:
-        """The response head arrived: status, raw head, framing, keep-alive."""
-        bufs = ex._head_bufs
-        joined = bufs[0] if len(bufs) == 1 else b"".join(bufs)
-        ex._head_bufs = []
+    def _head_complete(self, ex: BaseExchange, joined: bytes) -> None:
+        """The response head arrived (`joined`: the reads that carried it): status, raw head, framing,
+        keep-alive."""
+        ex._head_bufs = None
         end = joined.find(b"\r\n\r\n")
         raw = ex.raw_head = joined[:end] if end >= 0 else joined
         lower = ex._lower = raw.lower()
         parser = self.parser
         ex.status = parser.get_status_code()
-        if not keep_alive(parser.get_http_version(), lower):
+        # HTTP/1.1 without a Connection header stays open (no version string built for the usual head).
+        if (lower.find(b"\r\nconnection:") >= 0 or not raw.startswith(b"HTTP/1.1 ")) and not keep_alive(
+                parser.get_http_version(), lower):
             self.reusable = False
         # Anything without a Content-Length (chunked, or close-delimited) is relayed as a stream.
         ex.streaming = lower.find(b"\r\ncontent-length:") < 0
