@@ -19,6 +19,10 @@ _NOT_FORWARDED = frozenset({
 })
 
 
+# The header-name prefixes a RequestContext looks for (forwarded headers, the target worker): the gateway asks
+# the server to flag requests that carry any (`Request.notable`), so the usual request needs no search here.
+FORWARD_PREFIXES = (b"x-", b"authorization", b"trace")
+
 # Forwarded request headers: authorization, trace context and every `x-` header (request ids,
 # `x-smg-routing-key`, engine-specific controls), found in the lowercased raw header block in one regex pass.
 _FORWARD = re.compile(rb"\r\n(authorization|traceparent|tracestate|x-[!#$%&'*+.^_`|~0-9a-z-]+)[ \t]*:[ \t]*([^\r]*)")
@@ -39,6 +43,7 @@ class HeaderSource(Protocol):
     """What a RequestContext reads headers from (herder.server.http.Request)."""
 
     raw_head: bytes
+    notable: bool  # False: none of FORWARD_PREFIXES begins a header name (the server searched once)
 
     @property
     def lower_head(self) -> bytes: ...
@@ -176,8 +181,9 @@ class RequestContext:
         self.meter_state: StreamMeter | None = StreamMeter() if stream else None
         self.error_code: str | None = None
         lower = request.lower_head
-        if (traceparent is None and lower.find(b"\r\nx-") < 0 and lower.find(b"\r\nauthorization") < 0
-                and lower.find(b"\r\ntrace") < 0):
+        if traceparent is None and (not request.notable or (
+                lower.find(b"\r\nx-") < 0 and lower.find(b"\r\nauthorization") < 0
+                and lower.find(b"\r\ntrace") < 0)):
             # The common case: no header to forward and no target worker; the request id and a new trace the
             # engines can join (new_traceparent's format, inlined) go to workers.
             self.target_worker: str | None = None

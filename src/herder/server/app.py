@@ -23,7 +23,7 @@ from herder.observability.metrics_server import start_metrics_server
 from herder.observability.tracing import create_tracer
 from herder.policies import PolicyRegistry, make_policy_factory
 from herder.policies.cache_aware import CacheAwareConfig
-from herder.routing.context import RequestContext
+from herder.routing.context import FORWARD_PREFIXES, RequestContext
 from herder.routing.http import HttpRouter
 from herder.routing.proxy import ProxyCall
 from herder.routing.retry import RetryConfig
@@ -124,10 +124,12 @@ class Gateway:
         self.router = HttpRouter(self.registry, self.policies, retry,
                                  request_timeout=config.request_timeout_secs,
                                  stall_timeout=config.stream_body_stall_timeout_secs)
+        self._id_headers = tuple(h.lower().encode() for h in config.request_id_headers)
+        # Requests with none of these headers (the usual case) skip the request-id and forwarding searches.
         self.server = HttpServer(self.dispatch, max_body_size=config.max_payload_size,
                                  header_read_timeout=config.header_read_timeout_secs,
-                                 idle_timeout=config.idle_connection_timeout_secs)
-        self._id_headers = tuple(h.lower().encode() for h in config.request_id_headers)
+                                 idle_timeout=config.idle_connection_timeout_secs,
+                                 notable_headers=FORWARD_PREFIXES + self._id_headers)
         # The configured names' common ending (SMG's defaults all end in "id"): one substring test rules them all
         # out (usually none is present), far cheaper than a regular expression over the head.
         self._id_header_hint = _common_suffix(self._id_headers) + b":" if self._id_headers else b""
@@ -240,7 +242,7 @@ class Gateway:
 
     # -- dispatch ---------------------------------------------------------------------------------------------
     def _request_id(self, request: Request, prefix: bytes) -> bytes:
-        if request.lower_head.find(self._id_header_hint) >= 0:
+        if request.notable and request.lower_head.find(self._id_header_hint) >= 0:
             for name in self._id_headers:  # configured order decides which present header wins
                 value = request.header(name)
                 if value is not None and _valid_request_id(value):

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from time import monotonic
 
 import httptools
@@ -315,16 +316,19 @@ class HttpProtocol(asyncio.Protocol):
     def _serve_fast(self, data: bytes, fast: OneMessage) -> bool:
         """Answer the one request `fast` parsed from `data`; False leaves it to the full parser (limits, Expect,
         HTTP/1.0 and other cases that need its handling)."""
-        end = data.find(b"\r\n\r\n")
         parser = fast.parser
         version = parser.get_http_version()
         parts = fast.body
         body = parts[0] if len(parts) == 1 else b"".join(parts)
-        if end < 0 or end > _MAX_HEAD_BYTES or version != "1.1" or len(body) > self.server.max_body_size:
+        end = data.find(b"\r\n\r\n")
+        server = self.server
+        if end < 0 or end > _MAX_HEAD_BYTES or version != "1.1" or len(body) > server.max_body_size:
             return False
         raw = data[:end]
         lower = raw.lower()
-        if lower.find(b"\r\nexpect") >= 0:
+        # One search tells whether any header needs a look (Expect, Connection, the handler's notable ones).
+        notable = server.notable.search(lower) is not None
+        if notable and lower.find(b"\r\nexpect") >= 0:
             return False
         parts = fast.url
         url = parts[0] if len(parts) == 1 else b"".join(parts)
@@ -336,8 +340,7 @@ class HttpProtocol(asyncio.Protocol):
         self._stream_pos += len(data)
         self.http11 = True
         self._dispatch(Request(parser.get_method(), target[0], target[1], raw, body, version,
-                               lower.find(b"\r\nconnection:") < 0 or keep_alive(version, lower), self._client,
-                               lower))
+                               not notable or keep_alive(version, lower), self._client, lower, notable))
         return True
 
     # -- dispatch ---------------------------------------------------------------------------------------------
@@ -459,8 +462,13 @@ class HttpServer:
 
     def __init__(self, handler: Handler, *, max_body_size: int = 512 * 2**20,
                  header_read_timeout: float = 30.0, idle_timeout: float = 90.0,
-                 on_connection_change: Callable[[int], None] | None = None) -> None:
+                 on_connection_change: Callable[[int], None] | None = None,
+                 notable_headers: Iterable[bytes] = ()) -> None:
+        """`notable_headers`: lowercase header names (or name prefixes) the handler looks for; a request whose
+        head has none of them (nor Expect or Connection) arrives with `request.notable` False."""
         self.handler = handler
+        names = sorted({b"expect", b"connection", *notable_headers})
+        self.notable = re.compile(b"\r\n(?:" + b"|".join(re.escape(name) for name in names) + b")")
         self.max_body_size = max_body_size
         self.header_read_timeout = header_read_timeout
         self.idle_timeout = idle_timeout

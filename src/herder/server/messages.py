@@ -56,12 +56,12 @@ class Request:
     `header(name)` searches the block (lowercase `name`); `headers` parses every line lazily, on first use.
     """
 
-    __slots__ = ("_headers", "_lower", "_state", "body", "client", "http_version", "keep_alive", "method", "path",
-                 "query", "raw_head")
+    __slots__ = ("_headers", "_lower", "_state", "body", "client", "http_version", "keep_alive", "method", "notable",
+                 "path", "query", "raw_head")
 
     def __init__(self, method: bytes, path: str, query: bytes, raw_head: bytes, body: bytes,
                  http_version: str, keep_alive: bool, client: tuple[str, int] | None,
-                 lower_head: bytes | None = None) -> None:
+                 lower_head: bytes | None = None, notable: bool = True) -> None:
         self.method = method
         self.path = path
         self.query = query
@@ -73,6 +73,9 @@ class Request:
         self._state: dict[str, Any] | None = None
         self._lower = lower_head
         self._headers: Headers | None = None
+        # False when the head has none of the server's notable headers (`HttpServer.notable`): whoever looks for
+        # one of them may skip the search. True when unknown.
+        self.notable = notable
 
     @property
     def state(self) -> dict[str, Any]:

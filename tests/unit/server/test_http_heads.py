@@ -72,3 +72,30 @@ def test_header_lookup_is_case_insensitive_and_lazy_list_parses() -> None:
     assert req.header(b"x-multi") == b"1"
     assert req.header(b"missing") is None
     assert req.headers == [(b"x-foo", b"bar"), (b"authorization", b"Bearer k"), (b"x-multi", b"1")]
+
+
+def test_notable_flag_and_keep_alive_on_the_one_read_path() -> None:
+    """A one-read request says whether its head has a notable header; when it says no, nothing notable is there,
+    and Connection still decides keep-alive."""
+    seen: list[tuple[bool, bool, bytes | None]] = []
+
+    async def handler(req: Request, reply: Reply) -> None:
+        seen.append((req.notable, req.keep_alive, req.header(b"x-trace-me")))
+        reply.send(200, b"ok")
+
+    async def run() -> None:
+        server = HttpServer(handler, notable_headers=(b"x-", b"authorization"))
+        await server.start("127.0.0.1", 0)
+        try:
+            for extra in (b"", b"X-Trace-Me: 1\r\n", b"authorization: Bearer k\r\n", b"Connection: close\r\n",
+                          b"user-agent: x-client\r\n"):
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writer.write(b"GET /x HTTP/1.1\r\nHost: h\r\n" + extra + b"\r\n")
+                assert (await asyncio.wait_for(reader.readuntil(b"ok"), 5)).startswith(b"HTTP/1.1 200")
+                writer.close()
+        finally:
+            await server.stop()
+
+    asyncio.run(run())
+    assert seen == [(False, True, None), (True, True, b"1"), (True, True, None), (True, False, None),
+                    (False, True, None)]
