@@ -7,6 +7,11 @@ the kernel spreads connections across them. What is per process, and what agrees
   cache_aware places a new prefix by rendezvous hashing of its first blocks (bounded by load) instead of on the
   locally least-loaded worker. Every process therefore sends a prefix group to the same worker, and then finds it
   in its own tree (tested with two processes).
+- CPU placement (`--cpu-affinity auto`, the default): child i runs on the i-th CPU the gateway may use (round
+  robin past the last). Unpinned, the scheduler moves the processes between cores and often runs two of them on
+  one, each switch refilling caches: on a 2-core machine two processes then spent ~30 % more CPU per request than
+  one (bench/results/workers-1-vs-2.md); pinned, the same as one. `none` leaves placement to the scheduler (e.g.
+  when an outer cpuset or a process manager already places them).
 - Health checks, circuit breakers and in-flight load are per process (each probes and counts on its own;
   a dead worker is noticed by each process's own retries and breaker).
 - Admission (`--max-concurrent-requests`, `--rate-limit-tokens-per-second`, `--queue-size`) is divided across
@@ -51,7 +56,26 @@ def _run_child(cfg: GatewayConfig, metrics_dir: str, index: int) -> int:
     from herder.cli import serve
 
     os.environ["HERDER_PROCESS_INDEX"] = str(index)
+    if cfg.cpu_affinity == "auto":
+        pin_to_cpu(index)
     return int(uvloop.run(serve(cfg, metrics_dir=metrics_dir)))
+
+
+def pin_to_cpu(index: int) -> int | None:
+    """Run this process on the `index`-th CPU it may use (round robin); the CPU, or None where the platform has
+    no affinity call or only one CPU is usable."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    if len(cpus) < 2:
+        return None
+    cpu = cpus[index % len(cpus)]
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError:
+        return None
+    return cpu
 
 
 def _fork_child(cfg: GatewayConfig, metrics_dir: str, index: int) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import socket
 import subprocess
@@ -22,6 +24,19 @@ def _free_port() -> int:
 
 def _served(urls: list[str]) -> list[int]:
     return [int(httpx.get(u + "/sim/stats").json()["inference_requests"]) for u in urls]
+
+
+def test_pin_to_cpu_round_robin() -> None:
+    """pin_to_cpu(i), in a process of its own: the i-th usable CPU (round robin), and only that one."""
+    code = ("import json, os; from herder.multiproc import pin_to_cpu; usable = sorted(os.sched_getaffinity(0)); "
+            "cpu = pin_to_cpu(3); print(json.dumps([usable, cpu, sorted(os.sched_getaffinity(0))]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    usable, cpu, after = json.loads(out)
+    if len(usable) < 2:
+        assert cpu is None and after == usable
+    else:
+        assert cpu == usable[3 % len(usable)]
+        assert after == [cpu]
 
 
 def test_two_processes_keep_each_prefix_group_on_one_worker() -> None:
@@ -46,6 +61,13 @@ def test_two_processes_keep_each_prefix_group_on_one_worker() -> None:
                     pass
                 assert proc.poll() is None and time.monotonic() < deadline, "gateway did not start"
                 time.sleep(0.05)
+            # --cpu-affinity auto (the default): each process on its own CPU when there are two to use.
+            usable = sorted(os.sched_getaffinity(0))
+            if len(usable) >= 2:
+                with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                    children = [int(pid) for pid in f.read().split()]
+                placed = sorted(tuple(os.sched_getaffinity(pid)) for pid in children)
+                assert placed == [(usable[0],), (usable[1],)], placed
             processes: Counter[str] = Counter()
             owners = []
             for group in range(6):
