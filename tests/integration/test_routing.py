@@ -106,3 +106,29 @@ async def test_unknown_model_is_404_and_no_model_routes_anywhere(make_gateway: G
             body = _chat("x")
             del body["model"]
             assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+
+
+async def test_busy_polling_gateway_answers_and_goes_quiet(make_gateway: GatewayFactory) -> None:
+    """--busy-poll-us: requests (plain and streamed) are answered as without it; the poller is armed by each
+    upstream send and stops once its window has passed."""
+    async with SimFleet(n=2) as fleet:
+        gw = await make_gateway(worker_urls=fleet.urls, busy_poll_us=300_000)
+        poller = gw._poller
+        assert poller is not None and not poller.polling
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as client:
+            r = await client.post("/v1/chat/completions", json=_chat("hello there", 4))
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
+            assert poller.polling  # armed by the send, its window (300 ms) not over yet
+            async with client.stream("POST", "/v1/chat/completions",
+                                     json={**_chat("stream please", 4), "stream": True}) as s:
+                body = b"".join([chunk async for chunk in s.aiter_bytes()])
+            assert s.status_code == 200 and body.rstrip().endswith(b"data: [DONE]")
+        await asyncio.sleep(0.5)
+        assert not poller.polling
+        assert sum(_served(fleet)) == 2
+
+
+async def test_busy_polling_is_off_by_default(make_gateway: GatewayFactory) -> None:
+    async with SimFleet(n=1) as fleet:
+        gw = await make_gateway(worker_urls=fleet.urls)
+        assert gw._poller is None

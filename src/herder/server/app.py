@@ -28,6 +28,7 @@ from herder.routing.http import HttpRouter
 from herder.routing.proxy import ProxyCall
 from herder.routing.retry import RetryConfig
 from herder.server import errors
+from herder.server.busy_poll import BusyPoller
 from herder.server.errors import HttpError
 from herder.server.http import HttpServer, Reply, Request
 from herder.server.inference import INFERENCE_ROUTES, InferenceRoute, build_context
@@ -138,6 +139,7 @@ class Gateway:
         self._admin_key = admin_key.encode() if admin_key else None
         self._maintenance: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._poller: BusyPoller | None = None
         from herder.server.admin import AdminRoutes
 
         self.admin = AdminRoutes(self)
@@ -202,8 +204,17 @@ class Gateway:
         self.manager.start_health_checks()
         if self._metered:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+        if cfg.busy_poll_us > 0:
+            self._poller = BusyPoller(asyncio.get_running_loop(), cfg.busy_poll_us / 1e6)
+            self.router.hooks.on_sent = self._after_send
         if cfg.eviction_interval_secs > 0:
             self._maintenance = asyncio.get_running_loop().create_task(self._maintenance_loop())
+
+    def _after_send(self) -> None:
+        """A proxied request went to a worker: deferred bookkeeping, then poll for its answer (BusyPoller)."""
+        if self._metered:
+            self.telemetry.flush()
+        self._poller.arm()  # type: ignore[union-attr]
 
     async def _flush_loop(self) -> None:
         """Record finished requests when no new request triggers it (see Telemetry.finished_later)."""
