@@ -56,8 +56,9 @@ class CacheAwarePolicy(Policy):
             index, seq = self.token_index, info.tokens
         else:
             index, seq = self.text_index, info.text  # type: ignore[assignment]
-        if len(seq) < index.block and not cfg.deterministic_placement:
-            # Shorter than one block: nothing to match or remember (the tree holds whole blocks only).
+        if len(seq) < index.block:
+            # Shorter than one block: nothing to match or remember (the tree holds whole blocks only), and no
+            # prefix worth placing: the least loaded worker, in every process.
             return best
         match = index.match(seq)
 
@@ -79,8 +80,7 @@ class CacheAwarePolicy(Policy):
                least: Worker) -> Worker:
         """Rendezvous (highest random weight) placement of a new prefix, the same in every gateway process
         (forked processes share the string-hash seed), with a load bound so a hot prefix cannot pile up."""
-        key = hashes[min(len(hashes), self.config.placement_blocks) - 1] if hashes else hash(
-            seq if isinstance(seq, str) else tuple(seq))
+        key = hashes[min(len(hashes), self.config.placement_blocks) - 1]
         best_worker = least
         best_score = -1
         for worker in workers:
