@@ -43,7 +43,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("port", int, 30000, "bind port", minimum=0),
     Option("worker_urls", str, [], "worker URLs (http://host:port or grpc://host:port)", nargs="*"),
     Option("workers", int, 1, "gateway processes sharing the port (SO_REUSEPORT)", minimum=1),
-    Option("cpu_affinity", str, "auto", "with --workers N > 1: auto pins process i to the i-th usable CPU; "
+    Option("cpu_affinity", str, "none", "with --workers N > 1: auto pins process i to the i-th usable CPU; "
            "none leaves placement to the scheduler", choices=("auto", "none")),
     Option("upstream_pool_idle_timeout_secs", float, 3.0, "close idle upstream connections after this", minimum=0),
     Option("worker_startup_timeout_secs", float, 1800.0, "how long to wait for startup workers", minimum=0),
@@ -146,7 +146,7 @@ class GatewayConfig:
     port: int = 30000
     worker_urls: list[str] = field(default_factory=list)
     workers: int = 1
-    cpu_affinity: str = "auto"
+    cpu_affinity: str = "none"
     upstream_pool_idle_timeout_secs: float = 3.0
     worker_startup_timeout_secs: float = 1800.0
     worker_startup_check_interval: float = 1.0

@@ -7,12 +7,13 @@ the kernel spreads connections across them. What is per process, and what agrees
   cache_aware places a new prefix by rendezvous hashing of its first blocks (bounded by load) instead of on the
   locally least-loaded worker. Every process therefore sends a prefix group to the same worker, and then finds it
   in its own tree (tested with two processes).
-- CPU placement (`--cpu-affinity auto`, the default): child i runs on the i-th CPU the gateway may use (round
-  robin past the last), so the scheduler does not move the processes between cores or stack two on one (each
-  switch refills caches). On the 2-core benchmark machine, which the load generator and the workers share, two
-  pinned processes spent 87 µs per request against 87-107 µs unpinned and 75-85 µs for one process
-  (bench/results/workers-1-vs-2.md). `none` leaves placement to the scheduler (e.g. when an outer cpuset or a
-  process manager already places them).
+- CPU placement: `--cpu-affinity auto` runs child i on the i-th CPU the gateway may use (round robin past the
+  last), so the scheduler neither moves the processes nor stacks two on one core (two processes pinned to one
+  core cost 35 % more CPU per request than one process, from cache refills after each switch). The default,
+  `none`, leaves placement to the scheduler: on the 2-core benchmark machine, shared with the load generator and
+  the workers, pinned and unpinned pairs measured the same in two runs of three (80 vs 80, 87 vs 90 µs per
+  request) and pinned ahead in one (87 vs 107 µs); one process measured 62-85 µs (bench/results/
+  workers-1-vs-2.md).
 - Health checks, circuit breakers and in-flight load are per process (each probes and counts on its own;
   a dead worker is noticed by each process's own retries and breaker).
 - Admission (`--max-concurrent-requests`, `--rate-limit-tokens-per-second`, `--queue-size`) is divided across

@@ -44,6 +44,7 @@ def test_two_processes_keep_each_prefix_group_on_one_worker() -> None:
         port, mport = _free_port(), _free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "herder", "launch", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+             "--cpu-affinity", "auto",
              "--worker-urls", *fleet.urls, "--policy", "cache_aware", "--prometheus-host", "127.0.0.1",
              "--prometheus-port", str(mport), "--log-level", "warning"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -61,7 +62,7 @@ def test_two_processes_keep_each_prefix_group_on_one_worker() -> None:
                     pass
                 assert proc.poll() is None and time.monotonic() < deadline, "gateway did not start"
                 time.sleep(0.05)
-            # --cpu-affinity auto (the default): each process on its own CPU when there are two to use.
+            # --cpu-affinity auto: each process on its own CPU when there are two to use.
             usable = sorted(os.sched_getaffinity(0))
             if len(usable) >= 2:
                 with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
