@@ -139,3 +139,28 @@ async def test_spans_exported_with_enable_trace(make_gateway: GatewayFactory) ->
     assert f"{span.context.trace_id:032x}" == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert span.parent is not None and f"{span.parent.span_id:016x}" == "00f067aa0ba902b7"
     assert span.attributes["http.response.status_code"] == 200
+
+
+async def test_access_log_lines_for_proxied_and_handled_requests(make_gateway: GatewayFactory,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """One access-log line per request, the same shape whether the request was proxied without a task (recorded
+    with the deferred metrics) or handled in a task (admin, errors): client path, status, the response's id."""
+    from herder.observability.logging import ACCESS_LOG
+
+    async with SimFleet(n=1) as fleet:
+        gw = await make_gateway(worker_urls=fleet.urls)
+        ACCESS_LOG.enabled = True
+        try:
+            with caplog.at_level("INFO", logger="herder.access"):
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as client:
+                    chat = await client.post("/v1/chat/completions", json={
+                        "model": "sim-model", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})
+                    bad = await client.post("/v1/chat/completions", content=b"{not json")
+                    listing = await client.get("/workers")
+                gw.telemetry.flush()
+        finally:
+            ACCESS_LOG.enabled = False
+    lines = {(r.method, r.path, r.status): r.request_id for r in caplog.records if r.name == "herder.access"}
+    assert lines[("POST", "/v1/chat/completions", 200)] == chat.headers["x-request-id"]
+    assert lines[("POST", "/v1/chat/completions", 400)] == bad.headers["x-request-id"]
+    assert lines[("GET", "/workers", 200)] == listing.headers["x-request-id"]

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from herder.config import GatewayConfig
-from herder.observability.logging import ACCESS_LOG, set_request_id
+from herder.observability.logging import set_request_id
 from herder.observability.metrics import Metrics
 from herder.observability.metrics_server import start_metrics_server
 from herder.observability.tracing import create_tracer
@@ -294,7 +294,8 @@ class Gateway:
             self._error(reply, call.error)
             ctx.error_code = call.error.code
         if self._metered:
-            self.telemetry.finished_later(ctx, reply.status, ctx.error_code or "", token, request.method)
+            self.telemetry.finished_later(ctx, reply.status, ctx.error_code or "", token, request.method,
+                                          request.path)
 
     async def _finish_in_task(self, ctx: RequestContext, token: HttpToken | None, request: Request,
                               reply: Reply) -> None:
@@ -324,13 +325,9 @@ class Gateway:
         self._http_end(token, request, reply, error_code)
 
     def _http_end(self, token: HttpToken | None, request: Request, reply: Reply, error_code: str) -> None:
-        if token is None:
-            return
-        tel = self.telemetry
-        tel.http_end(token, reply.status, error_code)
-        if ACCESS_LOG.enabled:
-            ACCESS_LOG.log(request.method.decode(), request.path, reply.status, tel.elapsed(token),
-                           next((v.decode() for k, v in reply.extra_headers if k == b"x-request-id"), None))
+        if token is not None:
+            self.telemetry.http_end(token, reply.status, error_code, request.method, request.path,
+                                    next((v for k, v in reply.extra_headers if k == b"x-request-id"), None))
 
     def _prepare(self, route: InferenceRoute, request: Request, reply: Reply) -> tuple[RequestContext | str, Any]:
         """Request id, method, auth, tracing span, body parsed once and validated: the context and the span, or

@@ -25,9 +25,10 @@ from herder.workers.worker import Worker, WorkerStatus
 if TYPE_CHECKING:
     from herder.server.app import Gateway
 
+HttpToken = tuple[object, float]  # what http_begin hands http_end: the metric bundle and the start time
+FLUSH_INTERVAL = 0.05  # seconds: the longest a finished request waits to be recorded when traffic stops
+
 # OpenAI usage blocks list prompt_tokens before completion_tokens: one search finds both.
-HttpToken = tuple[object, float]
-FLUSH_INTERVAL = 0.05  # seconds: the longest a finished request waits to be recorded when traffic stops  # what http_begin hands http_end: the metric bundle and the start time
 
 _USAGE_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)\s*,\s*"completion_tokens"\s*:\s*(\d+)')
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
@@ -61,8 +62,9 @@ class Telemetry:
         self._exhausted: dict[tuple[str, str], CounterChild] = {}
         self._outcomes: dict[tuple[str, bool], CounterChild] = {}
         self._connections = metrics.http_connections_active.child
-        # Requests answered but not yet recorded (`finished_later`): (ctx, status, error code, token, time, method).
-        self._pending: list[tuple[RequestContext, int, str, HttpToken | None, float, bytes]] = []
+        # Requests answered but not yet recorded (`finished_later`): (ctx, status, error code, token, time, method,
+        # path).
+        self._pending: list[tuple[RequestContext, int, str, HttpToken | None, float, bytes, str]] = []
         hooks = gateway.router.hooks
         if not per_request:
             gateway.manager.on_probe.append(self.on_probe)
@@ -86,20 +88,21 @@ class Telemetry:
         bundle.count.value += 1  # counters are plain numbers: no method call per update on the hot path
         return bundle, time.monotonic()
 
-    @staticmethod
-    def elapsed(token: HttpToken) -> float:
-        return time.monotonic() - token[1]
-
-    def http_end(self, token: HttpToken, status: int, error_code: str) -> None:
+    def http_end(self, token: HttpToken, status: int, error_code: str, method: bytes, path: str,
+                 request_id: bytes | None, at: float = 0.0) -> None:
+        """The HTTP metrics and the access-log line of one request (`at`: when it was answered; default now)."""
         bundle, started = token
-        bundle.record(status, error_code, time.monotonic() - started)  # type: ignore[attr-defined]
+        elapsed = (at or time.monotonic()) - started
+        bundle.record(status, error_code, elapsed)  # type: ignore[attr-defined]
+        if ACCESS_LOG.enabled:
+            ACCESS_LOG.log(method.decode(), path, status, elapsed, request_id.decode() if request_id else None)
 
     def finished_later(self, ctx: RequestContext, status: int, error_code: str, token: HttpToken | None,
-                       method: bytes) -> None:
-        """`router_end` + `http_end` (+ the access log) for a request answered just now, run by `flush`: the
-        next time the gateway waits on a worker, or within `FLUSH_INTERVAL`, or before a scrape. This keeps the
-        bookkeeping off the path of the next request on the same connection (at concurrency 1, it would wait)."""
-        self._pending.append((ctx, status, error_code, token, time.monotonic(), method))
+                       method: bytes, path: str) -> None:
+        """`router_end` + `http_end` for a request answered just now, run by `flush`: the next time the gateway
+        waits on a worker, or within `FLUSH_INTERVAL`, or before a scrape. This keeps the bookkeeping off the
+        path of the next request on the same connection (at concurrency 1, it would wait)."""
+        self._pending.append((ctx, status, error_code, token, time.monotonic(), method, path))
 
     def flush(self) -> None:
         """Record what `finished_later` queued."""
@@ -107,13 +110,10 @@ class Telemetry:
         if not pending:
             return
         self._pending = []
-        for ctx, status, error_code, token, at, method in pending:
+        for ctx, status, error_code, token, at, method, path in pending:
             self.router_end(ctx, status, error_code or None, at)
             if token is not None:
-                bundle, started = token
-                bundle.record(status, error_code, at - started)  # type: ignore[attr-defined]
-                if ACCESS_LOG.enabled:
-                    ACCESS_LOG.log(method.decode(), ctx.path, status, at - started, ctx.request_id.decode())
+                self.http_end(token, status, error_code, method, path, ctx.request_id, at)
 
     def router_end(self, ctx: RequestContext, status: int, error_code: str | None, now: float = 0.0) -> None:
         rm = self.metrics.router(ctx.model or "default", ctx.endpoint, ctx.stream)
