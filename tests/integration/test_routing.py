@@ -123,7 +123,9 @@ async def test_busy_polling_gateway_answers_and_goes_quiet(make_gateway: Gateway
                                      json={**_chat("stream please", 4), "stream": True}) as s:
                 body = b"".join([chunk async for chunk in s.aiter_bytes()])
             assert s.status_code == 200 and body.rstrip().endswith(b"data: [DONE]")
-        await asyncio.sleep(0.5)
+        deadline = asyncio.get_running_loop().time() + 5
+        while poller.polling and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)  # the window closes 300 ms after the last send
         assert not poller.polling
         assert sum(_served(fleet)) == 2
 
