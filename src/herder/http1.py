@@ -98,14 +98,10 @@ class OneMessage:
         complete = partial(self._marks.append, 2)
         return httptools.HttpRequestParser(_Callbacks(begin, complete, self.body.append, self.url.append))
 
-    @property
-    def request(self) -> httptools.HttpRequestParser:
-        """The parser (method, version) of the message `feed` accepted."""
-        return self.parser
-
     def feed(self, data: bytes) -> bool:
         """Parse `data` (which starts at a message boundary): True when it was exactly one complete message
-        and nothing more; then `parser`, `url` and `body` describe it until the next `feed`."""
+        and nothing more; then `parser` (method, version), `url` and `body` (lists of parts) describe it until
+        the next `feed`."""
         marks = self._marks
         marks.clear()
         self.url.clear()
@@ -119,7 +115,3 @@ class OneMessage:
             return True
         self.parser = self._new_parser()  # mid-message or a second message begun: state the caller cannot use
         return False
-
-    def body_bytes(self) -> bytes:
-        parts = self.body
-        return parts[0] if len(parts) == 1 else b"".join(parts)

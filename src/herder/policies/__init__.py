@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from herder.policies.base import Policy, RoutingInfo
+from herder.policies.base import Policy, RoutingInfo, RoutingSource
 from herder.policies.cache_aware import CacheAwareConfig, CacheAwarePolicy
 from herder.policies.simple import PowerOfTwoPolicy, RandomPolicy, RoundRobinPolicy
 
@@ -45,4 +45,4 @@ class PolicyRegistry:
             policy.maintenance()
 
 
-__all__ = ["POLICY_NAMES", "Policy", "PolicyRegistry", "RoutingInfo", "make_policy_factory"]
+__all__ = ["POLICY_NAMES", "Policy", "PolicyRegistry", "RoutingInfo", "RoutingSource", "make_policy_factory"]

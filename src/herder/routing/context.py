@@ -59,9 +59,13 @@ os.register_at_fork(after_in_child=_rng.seed)
 _getrandbits = _rng.getrandbits
 
 
+_TRACEPARENT = b"00-%032x-%016x-00"  # W3C version 00, trace id, span id, not sampled: formatted from random bits
+_USUAL_FORWARD = b"x-request-id: %b\r\ntraceparent: " + _TRACEPARENT + b"\r\n"  # the usual forwarded block
+
+
 def new_traceparent() -> bytes:
     """A fresh W3C traceparent (version 00, random trace and span ids, not sampled)."""
-    return b"00-%032x-%016x-00" % (_getrandbits(128), _getrandbits(64))
+    return _TRACEPARENT % (_getrandbits(128), _getrandbits(64))
 
 
 def _content_text(content: Any) -> str:
@@ -185,10 +189,9 @@ class RequestContext:
                 lower.find(b"\r\nx-") < 0 and lower.find(b"\r\nauthorization") < 0
                 and lower.find(b"\r\ntrace") < 0)):
             # The common case: no header to forward and no target worker; the request id and a new trace the
-            # engines can join (new_traceparent's format, inlined) go to workers.
+            # engines can join go to workers (one format).
             self.target_worker: str | None = None
-            self._forward_block = b"x-request-id: %b\r\ntraceparent: 00-%032x-%016x-00\r\n" % (
-                request_id, _getrandbits(128), _getrandbits(64))
+            self._forward_block = _USUAL_FORWARD % (request_id, _getrandbits(128), _getrandbits(64))
         else:
             self._forward_headers(request, lower, traceparent)
         line = _REQUEST_LINES.get(path)
@@ -226,9 +229,6 @@ class RequestContext:
 
     def header(self, name: bytes) -> bytes | None:
         return self.request.header(name)
-
-    def routing_text(self) -> str:
-        return self.text
 
     # A RequestContext is the policies' RoutingSource on the HTTP path: the text (built on first use) and no
     # token ids.

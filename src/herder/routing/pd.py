@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from herder.observability.metrics import CounterChild, HistogramChild, Metrics
-from herder.policies import PolicyRegistry, RoutingInfo
+from herder.policies import PolicyRegistry, RoutingSource
 from herder.routing.context import RequestContext
 from herder.routing.http import HttpRouter
 from herder.routing.pd_body import inject_bootstrap, prefill_logprobs, wants_logprobs
@@ -112,7 +112,7 @@ class PdRouter:
     def select_pair(
         self,
         model: str | None,
-        info: RoutingInfo,
+        info: RoutingSource,
         avoid: set[Worker],
     ) -> tuple[Worker, Worker]:
         """The prefill worker by the prefill policy and, independently, the decode worker by the decode
@@ -150,7 +150,7 @@ class PdRouter:
                 await other.route(ctx, reply)
                 return
         hooks = self.http.hooks
-        info = RoutingInfo(ctx.routing_text, headers=ctx)
+        info = ctx  # the context is the policies' routing source (text built once, on first use)
         attempts = self.retry.attempts
         avoid: set[Worker] = set()
         for attempt in range(attempts):
