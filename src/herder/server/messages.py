@@ -48,7 +48,37 @@ class ClientDisconnected(Exception):
     """The client closed the connection before the response was complete."""
 
 
-class Request:
+class RawHead:
+    """Header access over a raw header block (`raw_head`: start line and header lines, CRLF-separated), for
+    requests and upstream responses alike: the lowercase copy, single lookups and the parsed list, each computed
+    on first use."""
+
+    __slots__ = ("_headers", "_lower", "raw_head")
+    raw_head: bytes
+    _lower: bytes | None
+    _headers: Headers | None
+
+    @property
+    def lower_head(self) -> bytes:
+        lower = self._lower
+        if lower is None:
+            lower = self._lower = self.raw_head.lower()
+        return lower
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header `name` (lowercase), or None."""
+        return header_value(self.raw_head, self.lower_head, name)
+
+    @property
+    def headers(self) -> Headers:
+        """Every header as (lowercase name, value), in order, parsed on first use."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = parse_header_lines(self.raw_head)
+        return headers
+
+
+class Request(RawHead):
     """One parsed HTTP request.
 
     Headers are kept as the raw header block (`raw_head`, request line included): a Python callback per header
@@ -56,8 +86,7 @@ class Request:
     `header(name)` searches the block (lowercase `name`); `headers` parses every line lazily, on first use.
     """
 
-    __slots__ = ("_headers", "_lower", "_state", "body", "client", "http_version", "keep_alive", "method", "notable",
-                 "path", "query", "raw_head")
+    __slots__ = ("_state", "body", "client", "http_version", "keep_alive", "method", "notable", "path", "query")
 
     def __init__(self, method: bytes, path: str, query: bytes, raw_head: bytes, body: bytes,
                  http_version: str, keep_alive: bool, client: tuple[str, int] | None,
@@ -85,24 +114,6 @@ class Request:
             state = self._state = {}
         return state
 
-    @property
-    def lower_head(self) -> bytes:
-        lower = self._lower
-        if lower is None:
-            lower = self._lower = self.raw_head.lower()
-        return lower
-
-    def header(self, name: bytes) -> bytes | None:
-        """The first value of header `name` (lowercase), or None."""
-        return header_value(self.raw_head, self.lower_head, name)
-
-    @property
-    def headers(self) -> Headers:
-        """Every header as (lowercase name, value), in order."""
-        headers = self._headers
-        if headers is None:
-            headers = self._headers = parse_header_lines(self.raw_head)
-        return headers
 
 
 def header_value(raw: bytes, lower: bytes, name: bytes) -> bytes | None:

@@ -26,7 +26,7 @@ from typing import Protocol, cast
 import httptools
 
 from herder.http1 import ParserEvents, keep_alive
-from herder.server.messages import header_value, parse_header_lines
+from herder.server.messages import RawHead
 from herder.workers.deadlines import DeadlineSweeper
 
 Headers = list[tuple[bytes, bytes]]
@@ -53,11 +53,11 @@ class ExchangeListener(Protocol):
     def on_error(self, ex: BaseExchange, err: UpstreamError) -> None: ...
 
 
-class BaseExchange:
-    """One upstream request and its response."""
+class BaseExchange(RawHead):
+    """One upstream request and its response (its head read through `RawHead`)."""
 
-    __slots__ = ("_connecting", "_head_bufs", "_headers", "_lower", "body_parts", "complete", "conn",
-                 "data", "got_bytes", "head_done", "listener", "raw_head", "reused", "status", "streaming")
+    __slots__ = ("_connecting", "_head_bufs", "body_parts", "complete", "conn", "data", "got_bytes", "head_done",
+                 "listener", "reused", "status", "streaming")
 
     def __init__(self, data: bytes, listener: ExchangeListener | None) -> None:
         self.data = data  # the serialized request (kept for one transparent resend on a stale connection)
@@ -75,25 +75,6 @@ class BaseExchange:
         self._head_bufs: list[bytes] | None = None  # earlier reads of a head that spans several
         self._connecting: asyncio.Task[None] | None = None
         self.conn: UpstreamConnection | None = None
-
-    @property
-    def lower_head(self) -> bytes:
-        lower = self._lower
-        if lower is None:
-            lower = self._lower = self.raw_head.lower()
-        return lower
-
-    def header(self, name: bytes) -> bytes | None:
-        """The first value of response header `name` (lowercase), or None."""
-        return header_value(self.raw_head, self.lower_head, name)
-
-    @property
-    def headers(self) -> Headers:
-        """Every response header as (lowercase name, value), parsed on first use."""
-        headers = self._headers
-        if headers is None:
-            headers = self._headers = parse_header_lines(self.raw_head)
-        return headers
 
     def body(self) -> bytes:
         parts = self.body_parts
