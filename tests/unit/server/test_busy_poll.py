@@ -1,9 +1,13 @@
-"""BusyPoller: the loop keeps polling (never blocks) for the window after arm(), then stops."""
+"""BusyPoller: the loop keeps polling (never blocks) for the window after arm(), then stops. A fake clock drives
+the window; each `await asyncio.sleep(0)` is one loop iteration."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from herder.server import busy_poll
 from herder.server.busy_poll import BusyPoller
 
 
@@ -19,38 +23,57 @@ class _Counting(BusyPoller):
         super()._tick()
 
 
-def test_polls_through_the_window_then_stops() -> None:
-    async def run() -> tuple[int, int, bool, bool]:
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _iterate(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def test_polls_through_the_window_then_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(busy_poll, "monotonic", clock)
+
+    async def run() -> tuple[bool, int, bool, int]:
         poller = _Counting(asyncio.get_running_loop(), 0.02)
         poller.arm()
-        polling_early = poller.polling
-        await asyncio.sleep(0.01)  # would block in epoll; the queued tick keeps the loop iterating instead
-        during = poller.ticks
-        await asyncio.sleep(0.05)  # past the window: the last tick disarmed, the loop blocks again
-        after = poller.ticks
-        await asyncio.sleep(0.02)
-        return during, after - poller.ticks, polling_early, poller.polling
+        await _iterate(20)
+        during, polling_during = poller.ticks, poller.polling
+        clock.now += 0.03  # past the window: the next tick disarms
+        await _iterate(20)
+        return polling_during, during, poller.polling, poller.ticks - during
 
-    during, late_ticks, polling_early, polling_late = asyncio.run(run())
-    assert polling_early
-    assert during > 10  # re-queued on every loop iteration while the window was open
-    assert late_ticks == 0
-    assert not polling_late
+    polling_during, during, polling_after, ticks_after = asyncio.run(run())
+    assert polling_during
+    assert 19 <= during <= 21  # re-queued on every loop iteration while the window is open
+    assert not polling_after
+    assert ticks_after == 1  # the one tick that found the window closed, then none
 
 
-def test_arming_again_extends_the_window_without_a_second_chain() -> None:
-    async def run() -> tuple[float, float, int]:
+def test_arming_again_extends_the_window_without_a_second_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(busy_poll, "monotonic", clock)
+
+    async def run() -> tuple[float, float, int, bool]:
         poller = _Counting(asyncio.get_running_loop(), 0.05)
         poller.arm()
         first = poller.until
-        await asyncio.sleep(0.001)
+        clock.now += 0.04
         poller.arm()
         poller.arm()
         before = poller.ticks
-        for _ in range(20):
-            await asyncio.sleep(0)  # one loop iteration each: one tick each, if only one chain is queued
-        return first, poller.until, poller.ticks - before
+        await _iterate(20)
+        clock.now += 0.02  # past the first window, inside the extended one
+        await _iterate(5)
+        return first, poller.until, poller.ticks - before, poller.polling
 
-    first, second, ticks = asyncio.run(run())
-    assert second > first
-    assert 15 <= ticks <= 21
+    first, extended, ticks, polling = asyncio.run(run())
+    assert extended == pytest.approx(first + 0.04)
+    assert 24 <= ticks <= 26  # one tick per iteration: one chain, not three
+    assert polling
