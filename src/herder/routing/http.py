@@ -168,10 +168,10 @@ class HttpRouter:
             watch.cancel()
             reply.on_pause = reply.on_resume = None
         if watch.client_left:
-            ctx.error_code = "client_disconnected"
+            ctx.error_code = errors.CLIENT_DISCONNECTED
             self._record(worker, True)
             if self.hooks.on_outcome is not None:
-                self.hooks.on_outcome(ctx, worker, 499, "client_disconnected")
+                self.hooks.on_outcome(ctx, worker, 499, errors.CLIENT_DISCONNECTED)
             return
         if error is not None:
             # The stream died mid-way: that is a failure, not a success, and the client is told in-band.

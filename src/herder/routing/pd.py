@@ -51,8 +51,6 @@ from herder.workers.worker import Worker
 
 log = logging.getLogger("herder.pd")
 
-SERVER_SELECTION_FAILED = "server_selection_failed"
-PD_REQUEST_FAILED = "pd_request_failed"
 
 
 @dataclass(slots=True)
@@ -126,13 +124,13 @@ class PdRouter:
             side = "prefill" if not prefills else "decode"
             raise HttpError(
                 503,
-                SERVER_SELECTION_FAILED,
+                errors.SERVER_SELECTION_FAILED,
                 f"No available {side} workers" + (f" for model '{model}'" if model else ""),
             )
         prefill = self.prefill_policies.get(model, "prefill").select(prefills, info)
         decode = self.decode_policies.get(model, "decode").select(decodes, info)
         if prefill is None or decode is None:
-            raise HttpError(503, SERVER_SELECTION_FAILED, "Policy selected no worker")
+            raise HttpError(503, errors.SERVER_SELECTION_FAILED, "Policy selected no worker")
         prefill.processed += 1
         decode.processed += 1
         return prefill, decode
@@ -188,7 +186,7 @@ class PdRouter:
         """A transport failure of one leg: its breaker, and the error the client gets if retries run out."""
         self.record(worker, False)
         status = 504 if exc.timeout else 502
-        code = errors.UPSTREAM_TIMEOUT if exc.timeout else PD_REQUEST_FAILED
+        code = errors.UPSTREAM_TIMEOUT if exc.timeout else errors.PD_REQUEST_FAILED
         return Retry(
             worker,
             HttpError(status, code, f"PD disaggregation request failed: {leg} worker {worker.url}: {exc}"),
@@ -204,7 +202,8 @@ class PdRouter:
         retry_after = ex.header(b"retry-after") if ex.status in (429, 503) else None
         return Retry(
             worker,
-            HttpError(ex.status, f"{leg}_error", f"{leg} worker {worker.url} answered {ex.status}"),
+            HttpError(ex.status, errors.PREFILL_ERROR if leg == "prefill" else errors.DECODE_ERROR,
+                      f"{leg} worker {worker.url} answered {ex.status}"),
             retry_after,
         )
 
@@ -237,7 +236,7 @@ class PdRouter:
                 pending -= done
                 if gone.done():
                     stop_both()
-                    ctx.error_code = "client_disconnected"
+                    ctx.error_code = errors.CLIENT_DISCONNECTED
                     return None
                 for task, worker, leg in ((p_task, prefill, "prefill"), (d_task, decode, "decode")):
                     exc = task.exception() if task in done else None
@@ -289,7 +288,7 @@ class PdRouter:
             reply.on_close = None
             if reply.closed:
                 abort(d_ex)
-                ctx.error_code = "client_disconnected"
+                ctx.error_code = errors.CLIENT_DISCONNECTED
                 return None
         else:
             self._drain_later(p_lease, p_ex, started, pm)
@@ -305,7 +304,7 @@ class PdRouter:
         try:
             await self.http._relay(ctx, decode, relayed, reply)
         finally:
-            if ctx.error_code == "client_disconnected":
+            if ctx.error_code == errors.CLIENT_DISCONNECTED:
                 abort(p_ex)  # disconnect closes both legs
         return None
 

@@ -14,7 +14,7 @@
   worker's label `kv_connector` = MooncakeConnector): a minted `transfer_id` on both sides, the decode also
   gets `remote_engine_id` (label `kv_engine_id`) and `remote_bootstrap_addr`, or legacy host/port without an
   engine id.
-* TRT-LLM, MLX: `GrpcCallError` INVALID_ARGUMENT (400 `runtime_pd_not_supported` for the router).
+* TRT-LLM, MLX: `GrpcCallError` INVALID_ARGUMENT (the client gets 400 `invalid_request`).
 
 Each worker's `GrpcWorkerClient` is `worker.client` (created on first use, as the gRPC router does).
 """
@@ -42,7 +42,6 @@ from herder.workers.worker import Worker
 if TYPE_CHECKING:
     from herder.routing.pd import PdTelemetry
 
-RUNTIME_PD_NOT_SUPPORTED = "runtime_pd_not_supported"
 PARALLEL_RUNTIMES = ("sglang", "tokenspeed")
 NIXL_PREFILL: dict[str, Any] = {"do_remote_decode": True, "do_remote_prefill": False}
 _rng = random.SystemRandom()

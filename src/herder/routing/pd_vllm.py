@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from herder.routing.context import RequestContext
 from herder.routing.pd_body import vllm_decode_body, vllm_kv_params, vllm_prefill_body
 from herder.routing.pd_legs import FirstChunk, Lease, Retry, abort, abort_all, send
+from herder.server import errors
 from herder.server.http import Reply
 from herder.workers.pool import Exchange, UpstreamError
 
@@ -63,7 +64,7 @@ async def run_vllm(
         tel.kv_transfer_failures.inc()
         return router.leg_failed(prefill, exc, "prefill")
     if p_ex is None:
-        ctx.error_code = "client_disconnected"
+        ctx.error_code = errors.CLIENT_DISCONNECTED
         return None
     if p_ex.status >= 400:
         retry = router.status_failed(ctx, prefill, p_ex, "prefill")
@@ -108,7 +109,7 @@ async def run_vllm(
     except UpstreamError as exc:
         return router.leg_failed(decode, exc, "decode")
     if d_ex is None:
-        ctx.error_code = "client_disconnected"
+        ctx.error_code = errors.CLIENT_DISCONNECTED
         return None
     retry = router.status_failed(ctx, decode, d_ex, "decode")
     if retry is not None:

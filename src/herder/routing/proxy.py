@@ -372,10 +372,10 @@ class ProxyCall:
             self._finish()
             return
         if self.client_left:
-            ctx.error_code = "client_disconnected"
+            ctx.error_code = errors.CLIENT_DISCONNECTED
             router._record(worker, True)
             if hooks.on_outcome is not None:
-                hooks.on_outcome(ctx, worker, 499, "client_disconnected")
+                hooks.on_outcome(ctx, worker, 499, errors.CLIENT_DISCONNECTED)
             self._finish()
             return
         # The stream died mid-way: that is a failure, not a success, and the client is told in-band.

@@ -37,7 +37,6 @@ _TIMED_OUT = 2
 _GONE = 3
 
 # The code SMG-style routers use for a client that disconnected (routing/http.py sets the same string).
-CLIENT_GONE = "client_disconnected"
 
 RESULTS = ("allowed", "queued", "dequeued", "rejected", "timeout", "cancelled")
 
@@ -146,7 +145,7 @@ class TokenBucketAdmission:
             raise HttpError(408, errors.QUEUE_TIMEOUT, "Request timed out waiting for capacity")
         if reply is not None and reply.closed:
             self._cancelled.inc()
-            raise HttpError(499, CLIENT_GONE, "Client disconnected while waiting for capacity")
+            raise HttpError(499, errors.CLIENT_DISCONNECTED, "Client disconnected while waiting for capacity")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
         self._waiters[fut] = loop.call_later(self.queue_timeout, self._resolve, fut, _TIMED_OUT)
@@ -179,7 +178,7 @@ class TokenBucketAdmission:
                 f"Request timed out after waiting {self.queue_timeout:g} s for capacity",
             )
         self._cancelled.inc()
-        raise HttpError(499, CLIENT_GONE, "Client disconnected while waiting for capacity")
+        raise HttpError(499, errors.CLIENT_DISCONNECTED, "Client disconnected while waiting for capacity")
 
     def release(self) -> None:
         """Give one token back (capped at capacity) and hand it to the oldest waiter, if any."""

@@ -37,6 +37,15 @@ RATE_LIMITED = "rate_limit_exceeded"
 QUEUE_TIMEOUT = "queue_timeout"
 INTERNAL_ERROR = "internal_error"
 SHUTTING_DOWN = "server_shutting_down"
+CLIENT_DISCONNECTED = "client_disconnected"  # status 499: the client left before the answer was complete
+# PD routing
+SERVER_SELECTION_FAILED = "server_selection_failed"
+PD_REQUEST_FAILED = "pd_request_failed"
+PREFILL_ERROR = "prefill_error"  # a PD leg answered a retryable error status (`{leg}_error`)
+DECODE_ERROR = "decode_error"
+# tokenizer admin routes
+TOKENIZER_NOT_FOUND = "tokenizer_not_found"
+TOKENIZER_EXISTS = "tokenizer_already_exists"
 
 
 def error_type(status: int) -> str:

@@ -34,6 +34,7 @@ from herder.routing.grpc.router import (
     stream_error,
 )
 from herder.routing.grpc.sampling import Constraint
+from herder.server import errors
 from herder.server.errors import HttpError
 from herder.server.http import Reply
 from herder.tokenization import ChatTemplateError, TokenizerEntry, UnsupportedContentError
@@ -266,7 +267,7 @@ async def _stream_chat(
         reply.end_stream(payload)
     finally:
         if reply.closed and status == 200:
-            status, code = 499, "client_disconnected"
+            status, code = 499, errors.CLIENT_DISCONNECTED
         await close_all([stream], status, code)
 
 
@@ -325,7 +326,7 @@ async def _complete_chat(
         raise err from exc
     finally:
         if reply.closed and status == 200:
-            status, code = 499, "client_disconnected"
+            status, code = 499, errors.CLIENT_DISCONNECTED
         await close_all([stream], status, code)
     out_choices = []
     for index, out in enumerate(choices.outputs):

@@ -25,6 +25,7 @@ from herder.routing.grpc.router import (
     merge,
     stream_error,
 )
+from herder.server import errors
 from herder.server.http import Reply
 from herder.tokenization import TokenizerEntry
 
@@ -151,7 +152,7 @@ async def _stream(
         reply.end_stream(payload)
     finally:
         if reply.closed and status == 200:
-            status, code = 499, "client_disconnected"
+            status, code = 499, errors.CLIENT_DISCONNECTED
         await close_all(streams, status, code)
 
 
@@ -186,7 +187,7 @@ async def _complete(
         raise err from exc
     finally:
         if reply.closed and status == 200:
-            status, code = 499, "client_disconnected"
+            status, code = 499, errors.CLIENT_DISCONNECTED
         await close_all(streams, status, code)
     items = []
     for index, out in enumerate(choices.outputs):

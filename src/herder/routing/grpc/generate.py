@@ -32,6 +32,7 @@ from herder.routing.grpc.router import (
     stream_error,
 )
 from herder.routing.grpc.runtimes import Logprobs
+from herder.server import errors
 from herder.server.http import Reply
 
 
@@ -147,7 +148,7 @@ async def handle_generate(router: GrpcRouter, ctx: RequestContext, reply: Reply)
             reply.end_stream(payload)
         finally:
             if reply.closed and status == 200:
-                status, code = 499, "client_disconnected"
+                status, code = 499, errors.CLIENT_DISCONNECTED
             await close_all(streams, status, code)
         return
     await _complete(ctx, reply, streams, choices, objs, obj_json, many, early_exit)
@@ -182,7 +183,7 @@ async def _complete(
         raise err from exc
     finally:
         if reply.closed and status == 200:
-            status, code = 499, "client_disconnected"
+            status, code = 499, errors.CLIENT_DISCONNECTED
         await close_all(streams, status, code)
     for index, out in enumerate(choices.outputs):
         objs[index].text = "".join(out.content)

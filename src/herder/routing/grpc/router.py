@@ -160,9 +160,9 @@ class GrpcRouter:
             if not reply.closed or task is None:
                 raise
             task.uncancel()  # our own cancellation: the client left, which is not an error of ours
-            ctx.error_code = "client_disconnected"
+            ctx.error_code = errors.CLIENT_DISCONNECTED
         except ClientDisconnected:
-            ctx.error_code = "client_disconnected"
+            ctx.error_code = errors.CLIENT_DISCONNECTED
         finally:
             reply.on_close = None
 

@@ -16,8 +16,6 @@ from herder.tokenization import TokenizerEntry, TokenizerExistsError, TokenizerN
 if TYPE_CHECKING:
     from herder.server.app import Gateway
 
-TOKENIZER_NOT_FOUND = "tokenizer_not_found"
-TOKENIZER_EXISTS = "tokenizer_already_exists"
 
 
 def _json(reply: Reply, status: int, data: Any) -> None:
@@ -171,7 +169,7 @@ class TokenizerRoutes:
         try:
             result = self.state.tokenizers.submit(name, source, template)
         except TokenizerExistsError as exc:
-            raise HttpError(409, TOKENIZER_EXISTS, str(exc), "name") from None
+            raise HttpError(409, errors.TOKENIZER_EXISTS, str(exc), "name") from None
         self.state.forget_parsers()
         _json(reply, 202, result)
 
@@ -186,7 +184,7 @@ class TokenizerRoutes:
             else:
                 raise TokenizerNotFoundError(rest)
         except TokenizerNotFoundError:
-            raise HttpError(404, TOKENIZER_NOT_FOUND, f"Tokenizer '{rest.split('/')[0]}' not found") from None
+            raise HttpError(404, errors.TOKENIZER_NOT_FOUND, f"Tokenizer '{rest.split('/')[0]}' not found") from None
 
     async def delete(self, request: Request, reply: Reply) -> None:
         rest: str = request.state["params"]["rest"]
@@ -195,4 +193,4 @@ class TokenizerRoutes:
         try:
             _json(reply, 200, self.state.tokenizers.remove(rest))
         except TokenizerNotFoundError:
-            raise HttpError(404, TOKENIZER_NOT_FOUND, f"Tokenizer '{rest}' not found") from None
+            raise HttpError(404, errors.TOKENIZER_NOT_FOUND, f"Tokenizer '{rest}' not found") from None
