@@ -29,7 +29,6 @@ HttpToken = tuple[object, float]  # what http_begin hands http_end: the metric b
 FLUSH_INTERVAL = 0.05  # seconds: the longest a finished request waits to be recorded when traffic stops
 
 # OpenAI usage blocks list prompt_tokens before completion_tokens: one search finds both.
-
 _USAGE_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)\s*,\s*"completion_tokens"\s*:\s*(\d+)')
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')

@@ -31,15 +31,20 @@ class _Clock:
         return self.now
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    """The poller's clock, moved by hand."""
+    fake = _Clock()
+    monkeypatch.setattr(busy_poll, "monotonic", fake)
+    return fake
+
+
 async def _iterate(n: int) -> None:
     for _ in range(n):
         await asyncio.sleep(0)
 
 
-def test_polls_through_the_window_then_stops(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = _Clock()
-    monkeypatch.setattr(busy_poll, "monotonic", clock)
-
+def test_polls_through_the_window_then_stops(clock: _Clock) -> None:
     async def run() -> tuple[bool, int, bool, int]:
         poller = _Counting(asyncio.get_running_loop(), 0.02)
         poller.arm()
@@ -56,10 +61,7 @@ def test_polls_through_the_window_then_stops(monkeypatch: pytest.MonkeyPatch) ->
     assert ticks_after == 1  # the one tick that found the window closed, then none
 
 
-def test_arming_again_extends_the_window_without_a_second_chain(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = _Clock()
-    monkeypatch.setattr(busy_poll, "monotonic", clock)
-
+def test_arming_again_extends_the_window_without_a_second_chain(clock: _Clock) -> None:
     async def run() -> tuple[float, float, int, bool]:
         poller = _Counting(asyncio.get_running_loop(), 0.05)
         poller.arm()
