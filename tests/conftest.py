@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -10,6 +9,7 @@ import pytest
 
 from herder.config import GatewayConfig
 from herder.server.app import Gateway
+from tests.waiting import wait_for as wait_for  # re-exported: older tests import it from here
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]
 
@@ -32,13 +32,3 @@ async def make_gateway() -> AsyncIterator[GatewayFactory]:
     yield factory
     for gw in started:
         await gw.stop()
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> None:
-    """Poll until `predicate()` is true, or fail the test."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met within timeout")
-        await asyncio.sleep(interval)

@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from herder.sim.fleet import SimFleet
-from tests.conftest import GatewayFactory, wait_for
+from tests.conftest import GatewayFactory
+from tests.waiting import wait_for
 
 
 def _assert_envelope(r: httpx.Response, status: int, code: str | None = None) -> None:

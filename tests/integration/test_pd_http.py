@@ -18,7 +18,8 @@ import pytest
 from herder.server.app import Gateway
 from herder.sim.http_worker import SimHttpWorker
 from herder.sim.pd import SimPdFleet
-from tests.conftest import GatewayFactory, wait_for
+from tests.conftest import GatewayFactory
+from tests.waiting import wait_for
 
 MODEL = "sim-model"
 

@@ -10,8 +10,9 @@ import httpx
 import orjson
 
 from herder.server.admission import TokenBucketAdmission
-from tests.conftest import GatewayFactory, wait_for
+from tests.conftest import GatewayFactory
 from tests.integration.reliability_support import CHAT, assert_envelope, chat, start_workers, stop_workers
+from tests.waiting import wait_for
 
 
 def _rate_limit_counts(gw: object) -> dict[str, float]:

@@ -9,8 +9,9 @@ import time
 import httpx
 
 from herder.sim.fleet import SubprocessFleet, astart_subprocess_fleet
-from tests.conftest import GatewayFactory, wait_for
+from tests.conftest import GatewayFactory
 from tests.integration.reliability_support import CHAT, chat
+from tests.waiting import wait_for
 
 
 async def _served(client: httpx.AsyncClient, url: str) -> int:

@@ -8,8 +8,9 @@ import asyncio
 import httpx
 
 from herder.workers.worker import WorkerStatus
-from tests.conftest import GatewayFactory, wait_for
+from tests.conftest import GatewayFactory
 from tests.integration.reliability_support import CHAT, assert_envelope, chat, start_workers, stop_workers
+from tests.waiting import wait_for
 
 FAST_HEALTH = {
     "health_check_interval_secs": 0.05,

@@ -8,8 +8,9 @@ import itertools
 
 import httpx
 
-from tests.conftest import GatewayFactory, wait_for
+from tests.conftest import GatewayFactory
 from tests.integration.reliability_support import CHAT, assert_envelope, chat, start_workers, stop_workers
+from tests.waiting import wait_for
 
 
 async def test_retry_after_is_honoured_on_another_worker(make_gateway: GatewayFactory) -> None:

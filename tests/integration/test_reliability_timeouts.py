@@ -8,8 +8,9 @@ import socket
 import httpx
 import orjson
 
-from tests.conftest import GatewayFactory, wait_for
+from tests.conftest import GatewayFactory
 from tests.integration.reliability_support import CHAT, assert_envelope, chat, start_workers, stop_workers
+from tests.waiting import wait_for
 
 
 async def test_stalled_stream_gets_sse_error_and_upstream_is_closed(make_gateway: GatewayFactory) -> None:

@@ -8,7 +8,8 @@ import httpx
 
 from herder.sim.fleet import SimFleet
 from herder.workers.worker import WorkerStatus
-from tests.conftest import GatewayFactory, wait_for
+from tests.conftest import GatewayFactory
+from tests.waiting import wait_for
 
 
 async def test_worker_crud(make_gateway: GatewayFactory) -> None:

@@ -15,9 +15,10 @@ from tokenizers import Tokenizer
 
 from herder.server.app import Gateway
 from herder.sim.grpc_worker import SimGrpcWorker, default_tokenizer_dir, sim_output_marker, tokenizer_bundle
-from tests.conftest import GatewayFactory, wait_for
+from tests.conftest import GatewayFactory
 from tests.integration.grpc.conftest import WorkerFactory
 from tests.integration.grpc.grpc_helpers import MODEL, base_url, client_for, total_load
+from tests.waiting import wait_for
 
 Env = tuple[Gateway, SimGrpcWorker, openai.AsyncOpenAI]
 

@@ -12,9 +12,10 @@ import pytest
 
 from herder.server.app import Gateway
 from herder.sim.grpc_worker import SimGrpcWorker
-from tests.conftest import GatewayFactory, wait_for
+from tests.conftest import GatewayFactory
 from tests.integration.grpc.conftest import WorkerFactory
 from tests.integration.grpc.grpc_helpers import MODEL, base_url, client_for, total_load
+from tests.waiting import wait_for
 
 Env = tuple[Gateway, SimGrpcWorker, openai.AsyncOpenAI]
 USER = [{"role": "user", "content": "hi"}]
