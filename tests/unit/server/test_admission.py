@@ -190,9 +190,12 @@ async def test_default_refill_is_capacity_per_second() -> None:
 
 
 async def test_release_is_capped_at_capacity() -> None:
-    adm = bucket(capacity=2, refill=1000.0)
+    now = [0.0]
+    adm = TokenBucketAdmission(
+        capacity=2, refill_per_second=1000.0, queue_size=2, queue_timeout=30.0, clock=lambda: now[0]
+    )
     await adm.acquire()
-    await asyncio.sleep(0.01)  # refill tops the bucket up
+    now[0] += 0.01  # refill tops the bucket up
     adm.release()  # a late release cannot push it beyond capacity
     assert adm.available() == 2
 
