@@ -17,6 +17,7 @@ from herder.tokenization import (
     TokenizerRegistry,
     load_tokenizer,
 )
+from tests.waiting import wait_for
 
 
 def test_register_and_lookup(qwen: Tokenizer) -> None:
@@ -56,7 +57,7 @@ async def test_async_load_job_lifecycle(qwen_dir: Path) -> None:
     uuid.UUID(job_id)
     with pytest.raises(TokenizerExistsError):
         reg.submit("qwen3", str(qwen_dir))  # 409 while loading
-    await asyncio.sleep(0.05)
+    await wait_for(lambda: reg.status_json(job_id)["status"] != "pending", message="the load job never started")
     assert reg.status_json(job_id)["status"] == "processing"
     assert reg.get("qwen3") is None
     gate.set()
@@ -99,17 +100,25 @@ async def test_custom_load_callable(qwen: Tokenizer) -> None:
 
 async def test_delete_while_loading_cancels(qwen: Tokenizer) -> None:
     gate = threading.Event()
+    started = threading.Event()
+    returned = threading.Event()
 
     def load() -> Tokenizer:
+        started.set()
         gate.wait(10)
+        returned.set()
         return qwen
 
     reg = TokenizerRegistry()
     body = reg.submit("m", "src", load=load)
-    await asyncio.sleep(0.02)
+    job_task = reg._jobs[body["id"]].task
+    assert job_task is not None
+    await wait_for(started.is_set, message="the load never started")  # the job is processing, in its thread
     assert reg.remove(body["id"])["success"] is True
     gate.set()
-    await asyncio.sleep(0.05)
+    # the background load has finished: the loader returned its tokenizer and the job's task is over
+    await wait_for(returned.is_set, message="the loader did not return")
+    await asyncio.gather(job_task, return_exceptions=True)
     assert reg.get("m") is None
     with pytest.raises(TokenizerNotFoundError):
         reg.info_json(body["id"])
