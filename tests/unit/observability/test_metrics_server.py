@@ -24,6 +24,7 @@ from herder.observability.metrics_server import (
     snapshot,
     start_metrics_server,
 )
+from tests.waiting import wait_for
 
 
 async def _read_response(
@@ -231,10 +232,7 @@ async def test_writer_task_writes_periodically_and_on_cancel(tmp_path: Path) -> 
     writer = SnapshotWriter(metrics, tmp_path, interval=0.01)
     task = asyncio.create_task(writer.run())
     path = tmp_path / f"{os.getpid()}{SNAPSHOT_SUFFIX}"
-    for _ in range(500):
-        await asyncio.sleep(0.01)
-        if path.exists():
-            break
+    await wait_for(path.exists, timeout=5, interval=0.01, message="the writer task wrote no snapshot")
     metrics.http_rate_limit.labels("allowed").inc(5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -247,7 +245,12 @@ async def test_writer_task_writes_periodically_and_on_cancel(tmp_path: Path) -> 
 async def test_writer_survives_a_vanished_directory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     writer = SnapshotWriter(Metrics(), tmp_path / "gone", interval=0.01)
     task = asyncio.create_task(writer.run())
-    await asyncio.sleep(0.05)
+
+    def failures() -> int:
+        return sum("metrics snapshot" in r.getMessage() for r in caplog.records)
+
+    # it logs the failed write and goes on: a second failure means it survived the first
+    await wait_for(lambda: failures() >= 2 or task.done(), message="the writer logged no failed snapshot")
     assert not task.done()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
