@@ -12,6 +12,7 @@ from openai import AsyncOpenAI
 from herder.sim.cli import build_parser, config_from_args, main, serve
 from herder.sim.engine import SimConfig
 from herder.sim.fleet import SimFleet, astart_subprocess_fleet, config_args
+from tests.waiting import wait_for
 
 
 async def test_sim_fleet_kill_and_restart() -> None:
@@ -82,11 +83,13 @@ async def test_cli_serve_prints_urls_and_stops(capsys: pytest.CaptureFixture[str
     stop = asyncio.Event()
     task = asyncio.create_task(serve(ns, stop))
     out = ""
-    for _ in range(500):
+
+    def printed_both_urls() -> bool:
+        nonlocal out
         out += capsys.readouterr().out
-        if out.count("http://") == 2 or task.done():
-            break
-        await asyncio.sleep(0.01)
+        return out.count("http://") == 2 or task.done()
+
+    await wait_for(printed_both_urls, timeout=5, interval=0.01, message=lambda: f"printed only {out!r}")
     urls = out.split()
     assert len(urls) == 2
     async with httpx.AsyncClient() as h:

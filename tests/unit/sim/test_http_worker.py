@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import httpx2 as httpx
 import openai
@@ -12,18 +12,9 @@ import pytest
 from openai import AsyncOpenAI
 
 from herder.sim.http_worker import SimHttpWorker
+from tests.waiting import wait_for
 
 LONG = " ".join(f"w{i}" for i in range(40))  # 40 pieces -> 2 full cache blocks of 16
-
-
-async def eventually(pred: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait until ``pred()`` holds (a bound, not a timing assertion)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -269,10 +260,10 @@ async def test_stall_then_disconnect_is_aborted(worker: SimHttpWorker) -> None:
                 got.append(line)
             if len(got) == 3:  # role chunk + 2 tokens, then nothing more arrives
                 break
-        await eventually(lambda: eng.stats.stalled == 1)
+        await wait_for(lambda: eng.stats.stalled == 1, interval=0.01)
         assert eng.stats.running == 1 and eng.stats.open_connections >= 1
     # the client closed the connection: the stalled request is aborted and its slot released
-    await eventually(lambda: eng.stats.aborted == 1 and eng.stats.running == 0)
+    await wait_for(lambda: eng.stats.aborted == 1 and eng.stats.running == 0, interval=0.01)
 
 
 async def test_stall_non_streamed_never_answers(worker: SimHttpWorker) -> None:
@@ -283,7 +274,7 @@ async def test_stall_non_streamed_never_answers(worker: SimHttpWorker) -> None:
                 worker.url + "/v1/completions", json={"prompt": "x"}, headers={"x-sim-stall-after": "1"}
             )
     assert eng.stats.stalled == 1
-    await eventually(lambda: eng.stats.aborted == 1 and eng.stats.running == 0)
+    await wait_for(lambda: eng.stats.aborted == 1 and eng.stats.running == 0, interval=0.01)
 
 
 async def test_streaming_n_choices(worker: SimHttpWorker) -> None:
@@ -314,7 +305,7 @@ async def test_client_disconnect_mid_stream_stops_generation(worker: SimHttpWork
             if line.startswith("data: "):
                 break
         assert eng.stats.running == 1
-    await eventually(lambda: eng.stats.aborted == 1 and eng.stats.running == 0)
+    await wait_for(lambda: eng.stats.aborted == 1 and eng.stats.running == 0, interval=0.01)
     assert eng.stats.completion_tokens == 1 and eng.stats.completed == 0
 
 
@@ -324,11 +315,11 @@ async def test_disconnect_during_prefill_of_non_streamed_request(worker: SimHttp
         task = asyncio.create_task(
             h.post(worker.url + "/v1/completions", json={"prompt": "x"}, headers={"x-sim-ttft-ms": "60000"})
         )
-        await eventually(lambda: eng.stats.running == 1)
+        await wait_for(lambda: eng.stats.running == 1, interval=0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    await eventually(lambda: eng.stats.aborted == 1 and eng.stats.running == 0)
+    await wait_for(lambda: eng.stats.aborted == 1 and eng.stats.running == 0, interval=0.01)
 
 
 async def test_die_after_in_process_closes_listener() -> None:
