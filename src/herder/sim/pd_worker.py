@@ -407,7 +407,13 @@ class SimPdWorker(SimHttpWorker):
         if head:
             await reply.write(head)
         longest = max((len(c.out.token_ids) for c in choices), default=0)
+        stall = runs[0].stall_after
         for t in range(longest):
+            if stall is not None and t >= stall:
+                # As the regular worker: stop sending, keep the connection until the client closes it.
+                eng.note_stall()
+                await reply.wait_closed()
+                raise asyncio.CancelledError
             buf = []
             for c in choices:
                 if t < len(c.out.token_ids):
