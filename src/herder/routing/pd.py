@@ -4,7 +4,8 @@ Per attempt: the prefill and the decode worker are chosen independently by their
 
 * SGLang: one body with `bootstrap_host/port/room` goes to both legs at once; both heads are awaited (a
   transport error on either leg aborts the other). The decode response is relayed to the client by the HTTP
-  router's relay (backpressure, stall/total timeouts, client-gone); the prefill response is drained in the
+  router's relay (`HttpRouter.relay`: a proxy call adopts the leg; backpressure, stall/total timeouts,
+  client-gone); the prefill response is drained in the
   background, or read first when logprobs are requested (its `input_token_logprobs` are prepended to the
   decode's).
 * vLLM (`--pd-backend vllm` or a prefill worker with runtime_type vllm): `pd_vllm.run_vllm`, sequential.
@@ -13,7 +14,7 @@ Retries (before any byte reached the client) re-select both workers and mint new
 gets that leg's own outcome (a healthy decode is not blamed for a dead prefill, a small departure from SMG,
 which records the final status on both). A prefill that answers an error status aborts the decode at once
 (the decode would otherwise wait for a bootstrap that never comes). Leases are released exactly once: the
-prefill's when its response is drained, the decode's when the relay ends.
+prefill's when its response is drained, the decode's (handed to the relay with the leg) when the relay ends.
 """
 
 from __future__ import annotations
@@ -31,22 +32,14 @@ from herder.policies import PolicyRegistry, RoutingSource
 from herder.routing.context import RequestContext
 from herder.routing.http import HttpRouter
 from herder.routing.pd_body import inject_bootstrap, prefill_logprobs, wants_logprobs
-from herder.routing.pd_legs import (
-    FirstChunk,
-    Lease,
-    Retry,
-    TransformedExchange,
-    abort,
-    abort_all,
-    discard,
-    send,
-)
+from herder.routing.pd_legs import FirstChunk, Lease, MergedLogprobs, Retry, abort, abort_all, discard, send
 from herder.routing.pd_vllm import run_vllm
+from herder.routing.proxy import ProxyCall
 from herder.routing.retry import RETRYABLE_STATUSES
 from herder.server import errors
 from herder.server.errors import HttpError
 from herder.server.http import Reply
-from herder.workers.pool import Exchange, UpstreamError
+from herder.workers.pool import Exchange, ExchangeListener, UpstreamError
 from herder.workers.worker import Worker
 
 log = logging.getLogger("herder.pd")
@@ -258,8 +251,7 @@ class PdRouter:
                         abort(p_ex)
                         return retry
                     reply.on_close = None
-                    await self.http._relay(ctx, prefill, p_ex, reply)
-                    p_lease.release()
+                    await self.http.relay(ctx, p_lease, p_ex, reply)
                     return None
         except BaseException:
             stop_both()
@@ -292,17 +284,17 @@ class PdRouter:
                 return None
         else:
             self._drain_later(p_lease, p_ex, started, pm)
-        relayed: Any = d_ex
-        if d_ex.streaming:
 
-            def first() -> None:
-                pm.ttft.observe(time.monotonic() - started)
+        def first_chunk() -> None:
+            pm.ttft.observe(time.monotonic() - started)
 
-            relayed = TransformedExchange(d_ex, merge, first) if merge else FirstChunk(d_ex, first)
-        elif merge:
-            relayed = TransformedExchange(d_ex, merge, None)
+        on_first = first_chunk if d_ex.streaming else None
+
+        def through(call: ProxyCall) -> ExchangeListener:
+            return MergedLogprobs(call, merge, on_first) if merge else FirstChunk(call, on_first)
+
         try:
-            await self.http._relay(ctx, decode, relayed, reply)
+            await self.http.relay(ctx, d_lease, d_ex, reply, through if merge or on_first else None)
         finally:
             if ctx.error_code == errors.CLIENT_DISCONNECTED:
                 abort(p_ex)  # disconnect closes both legs

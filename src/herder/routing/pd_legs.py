@@ -1,18 +1,17 @@
-"""The legs of a PD request over HTTP: leases, the leg send, the exchange views the relay sees.
+"""The legs of a PD request over HTTP: leases, the leg send, the listeners a relayed leg passes through.
 
 Shared by the SGLang flow (`pd.py`) and the vLLM flow (`pd_vllm.py`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from herder.routing.pd_body import LogprobStreamMerger, merge_json
 from herder.server.errors import HttpError
-from herder.workers.pool import Exchange, UpstreamPool
+from herder.workers.pool import BaseExchange, Exchange, ExchangeListener, UpstreamError, UpstreamPool
 from herder.workers.worker import Worker
 
 
@@ -31,6 +30,12 @@ class Lease:
         if not self.released:
             self.released = True
             self.worker.load -= 1
+
+    def hand_over(self) -> Worker:
+        """The load unit goes to whoever relays the leg (`HttpRouter.relay`), which releases it; `release()`
+        becomes a no-op."""
+        self.released = True
+        return self.worker
 
 
 @dataclass(slots=True)
@@ -61,67 +66,63 @@ def abort_all(box: list[Exchange]) -> None:
         abort(ex)
 
 
-class TransformedExchange:
-    """An exchange seen through a body transform (the logprob merge), for the HTTP router's relay."""
+class FirstChunk:
+    """Passes a relayed leg's events on to the relay, reporting when its first body bytes arrive (PD TTFT of a
+    stream)."""
 
-    __slots__ = ("_body", "_merger", "ex", "on_first")
+    __slots__ = ("inner", "on_first")
 
-    def __init__(
-        self, ex: Exchange, prefill: dict[int, list[Any]], on_first: Callable[[], None] | None
-    ) -> None:
-        self.ex = ex
-        self._merger = LogprobStreamMerger(prefill)
-        self._body = prefill
+    def __init__(self, inner: ExchangeListener, on_first: Callable[[], None] | None) -> None:
+        self.inner = inner
         self.on_first = on_first
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.ex, name)
+    def on_head(self, ex: BaseExchange) -> None:
+        self.inner.on_head(ex)
 
-    def body(self) -> bytes:
-        return merge_json(self.ex.body(), self._body)
+    def on_data(self, ex: BaseExchange, data: bytes) -> None:
+        self._first()
+        self.inner.on_data(ex, data)
 
-    def set_sink(self, sink: Callable[[bytes], None]) -> None:
-        merger = self._merger
+    def on_end(self, ex: BaseExchange) -> None:
+        self.inner.on_end(ex)
 
-        def transformed(data: bytes) -> None:
-            if self.on_first is not None:
-                self.on_first()
-                self.on_first = None
-            out = merger.feed(data)
-            if out:
-                sink(out)
+    def on_error(self, ex: BaseExchange, err: UpstreamError) -> None:
+        self.inner.on_error(ex, err)
 
-        def finished(fut: asyncio.Future[None]) -> None:
+    def _first(self) -> None:
+        on_first = self.on_first
+        if on_first is not None:
+            self.on_first = None
+            on_first()
+
+
+class MergedLogprobs(FirstChunk):
+    """The decode leg seen through the logprob merge: the prefill's `input_token_logprobs` go in front of the
+    decode's, in its JSON body or in its stream's events."""
+
+    __slots__ = ("_merger", "_prefill")
+
+    def __init__(self, inner: ExchangeListener, prefill: dict[int, list[Any]],
+                 on_first: Callable[[], None] | None) -> None:
+        super().__init__(inner, on_first)
+        self._prefill = prefill
+        self._merger = LogprobStreamMerger(prefill)
+
+    def on_data(self, ex: BaseExchange, data: bytes) -> None:
+        self._first()
+        out = self._merger.feed(data)
+        if out:
+            self.inner.on_data(ex, out)
+
+    def on_end(self, ex: BaseExchange) -> None:
+        if ex.streaming:
             # Whatever a well-formed stream left unterminated goes out as-is before the relay ends it.
-            if not fut.cancelled() and fut.exception() is None:
-                rest = merger.finish()
-                if rest:
-                    sink(rest)
-
-        self.ex.done.add_done_callback(finished)
-        self.ex.set_sink(transformed)
-
-
-class FirstChunk:
-    """An exchange whose first body chunk is reported (PD TTFT of a stream)."""
-
-    __slots__ = ("ex", "on_first")
-
-    def __init__(self, ex: Exchange, on_first: Callable[[], None]) -> None:
-        self.ex = ex
-        self.on_first: Callable[[], None] | None = on_first
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.ex, name)
-
-    def set_sink(self, sink: Callable[[bytes], None]) -> None:
-        def first(data: bytes) -> None:
-            if self.on_first is not None:
-                self.on_first()
-                self.on_first = None
-            sink(data)
-
-        self.ex.set_sink(first)
+            rest = self._merger.finish()
+            if rest:
+                self.inner.on_data(ex, rest)
+        else:
+            ex.body_parts = [merge_json(ex.body(), self._prefill)]
+        self.inner.on_end(ex)
 
 
 def discard(data: bytes) -> None:

@@ -71,7 +71,7 @@ async def run_vllm(
         if retry is not None:
             abort(p_ex)
             return retry
-        await router.http._relay(ctx, prefill, p_ex, reply)  # a client error (400...) is the answer
+        await router.http.relay(ctx, p_lease, p_ex, reply)  # a client error (400...) is the answer
         return None
     parts: list[bytes] = []
     if p_ex.streaming:
@@ -119,11 +119,11 @@ async def run_vllm(
         return retry
     if not d_ex.streaming:
         pm.ttft.observe(time.monotonic() - started)
-        await router.http._relay(ctx, decode, d_ex, reply)
+        await router.http.relay(ctx, d_lease, d_ex, reply)
         return None
 
     def first() -> None:
         pm.ttft.observe(time.monotonic() - started)
 
-    await router.http._relay(ctx, decode, FirstChunk(d_ex, first), reply)  # type: ignore[arg-type]
+    await router.http.relay(ctx, d_lease, d_ex, reply, lambda call: FirstChunk(call, first))
     return None

@@ -8,7 +8,8 @@ chunk as the worker's reads arrive. The client leaving closes the upstream conne
 the response head, silence between chunks, total time) are one `DeadlineSweeper` entry per call, not a timer.
 
 Phases: SELECT -> HEAD (request sent, waiting for the head) -> BODY (relaying) -> DONE; BACKOFF between attempts.
-The worker's in-flight load is taken at selection and released exactly once per attempt.
+The worker's in-flight load is taken at selection and released exactly once per attempt. A call can also `adopt`
+an exchange someone else sent (the PD router's legs) and relay it from BODY on: one relay for both paths.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from herder.routing.retry import RETRYABLE_STATUSES
 from herder.server import errors
 from herder.server.errors import HttpError
 from herder.server.messages import Reply
-from herder.workers.pool import BaseExchange, UpstreamError
+from herder.workers.pool import BaseExchange, Exchange, ExchangeListener, UpstreamError
 from herder.workers.worker import Worker
 
 if TYPE_CHECKING:
@@ -97,6 +98,25 @@ class ProxyCall:
         self._attempt()
         router = self.router
         # Watched from after the first send (nothing can time out before it; the send leaves first).
+        if self.phase != _DONE and (router.request_timeout or router.stall_timeout):
+            router.sweeper.add(self)
+
+    def adopt(self, worker: Worker, ex: Exchange, listener: ExchangeListener | None = None) -> None:
+        """Relay `ex`, a response whose head arrived (a PD leg), as this call's answer, without retries. The call
+        holds one unit of `worker`'s load from here on (released when it finishes). `listener`, when given, sits
+        between the exchange and the call (a body transform) and passes each event on to the call."""
+        self.worker = worker
+        self.ex = ex
+        reply = self.reply
+        if reply.closed:
+            self.client_left = True
+            self._abandon()
+            self._finish()
+            return
+        reply.on_close = self._client_gone
+        self._begin_body(ex)
+        ex.hand_over(listener or self)
+        router = self.router
         if self.phase != _DONE and (router.request_timeout or router.stall_timeout):
             router.sweeper.add(self)
 
@@ -269,12 +289,16 @@ class ProxyCall:
             return
         if retryable and router.retry.attempts > 1 and router.hooks.on_exhausted is not None:
             router.hooks.on_exhausted(self.ctx, worker)
+        self._begin_body(ex)
+
+    def _begin_body(self, ex: BaseExchange) -> None:
+        """The response is this call's answer: watch its body (stall and total time), relay its stream."""
         self.phase = _BODY
         if ex.complete:
             return  # the whole response is here: on_end follows at once
         now = self.last_activity = time.monotonic()
-        if router.request_timeout:
-            self.body_deadline = now + router.request_timeout
+        if self.router.request_timeout:
+            self.body_deadline = now + self.router.request_timeout
         if ex.streaming:
             # The head goes out with the first chunk (one write, one packet: time to first chunk), or at the end.
             self.streaming = True
@@ -291,7 +315,7 @@ class ProxyCall:
             if reply.started:
                 reply.write_nowait(data)
             elif ex.complete:
-                self._tail = data  # the whole stream is here: on_end writes head, data and end, then meters it
+                self._tail += data  # the whole stream is here: on_end writes head, data and end, then meters it
                 return
             else:
                 self._start_stream(ex, data)

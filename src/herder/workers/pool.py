@@ -139,6 +139,23 @@ class Exchange(BaseExchange):
             self._pending = []
             sink(data)
 
+    def hand_over(self, listener: ExchangeListener) -> None:
+        """From now on `listener` gets this exchange's events instead of the futures (its head has arrived):
+        body bytes that came earlier first, then the end or the failure if either already happened."""
+        done = self.done
+        if not done.done():
+            self.listener = listener
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending = []
+            listener.on_data(self, data)
+        if done.done() and not done.cancelled():
+            err = done.exception()
+            if err is None:
+                listener.on_end(self)
+            else:
+                listener.on_error(self, cast(UpstreamError, err))
+
 
 class _FutureListener:
     """Resolves an `Exchange`'s futures (one shared instance: no per-exchange object)."""
