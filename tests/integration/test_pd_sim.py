@@ -9,6 +9,7 @@ import httpx
 
 from herder.sim import cli
 from herder.sim.pd import SimPdFleet
+from tests.waiting import wait_for
 
 BODY = {"model": "sim-model", "prompt": "the prompt", "max_tokens": 2}
 
@@ -39,7 +40,8 @@ async def test_sglang_sim_checks_room_host_port_and_prompt() -> None:
         d_task = asyncio.ensure_future(
             client.post(decode.url + "/v1/completions", json={**ok, "bootstrap_room": 12})
         )
-        await asyncio.sleep(0.05)
+        # it is waiting once the prefill's bootstrap server holds its (not yet announced) room
+        await wait_for(lambda: 12 in prefill._rooms, timeout=5)
         await client.post(prefill.url + "/v1/completions", json={**ok, "bootstrap_room": 12})
         assert (await d_task).status_code == 200 and decode.pd.transfers_ok == 2
         cases = [
@@ -97,11 +99,14 @@ async def test_herder_sim_pd_flags(capsys: object) -> None:
     stop = asyncio.Event()
     task = asyncio.ensure_future(cli.serve(ns, stop))
     try:
-        for _ in range(200):
+        out = ""
+
+        def printed() -> bool:
+            nonlocal out
             out = capsys.readouterr().out  # type: ignore[attr-defined]
-            if out:
-                break
-            await asyncio.sleep(0.02)
+            return bool(out)
+
+        await wait_for(printed, timeout=4, message="herder sim printed no worker URLs")
         lines = out.split("\n")
         assert len(lines[0].split()) == 2 and lines[0].startswith("http://")  # prefill: URL BOOTSTRAP_PORT
         async with httpx.AsyncClient() as client:
