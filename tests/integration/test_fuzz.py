@@ -29,6 +29,7 @@ from herder.config import GatewayConfig
 from herder.server.app import Gateway
 from herder.server.inference import INFERENCE_ROUTES
 from herder.sim.fleet import SimFleet
+from tests.waiting import wait_until
 
 MAX_BODY = 65536
 HEADER_TIMEOUT = 0.5
@@ -429,7 +430,6 @@ def test_no_tracebacks_and_still_serving(served: Served) -> None:
     assert served.tracebacks.records == [], served.tracebacks.records[:3]
     # Requests of earlier tests whose clients vanished may still be unwinding (their upstream is being closed);
     # none may stay in flight: a hang would.
-    deadline = time.monotonic() + 5
-    while served.gateway.server.in_flight() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: served.gateway.server.in_flight() == 0, timeout=5, interval=0.05,
+               message=lambda: f"{served.gateway.server.in_flight()} requests still in flight after 5 s")
     assert served.gateway.server.in_flight() == 0

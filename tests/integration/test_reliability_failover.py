@@ -4,14 +4,13 @@ traffic comes back to it after the restart."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 
 from herder.sim.fleet import SubprocessFleet, astart_subprocess_fleet
 from tests.conftest import GatewayFactory
 from tests.integration.reliability_support import CHAT, chat
-from tests.waiting import wait_for
+from tests.waiting import wait_for, wait_for_async
 
 
 async def _served(client: httpx.AsyncClient, url: str) -> int:
@@ -75,10 +74,11 @@ async def test_sigkill_and_restart_under_load(make_gateway: GatewayFactory) -> N
                     states.add(state)
                     return state
 
-                deadline = time.monotonic() + 15
-                while await victim_state() != "open":
-                    assert time.monotonic() < deadline, states
-                    await asyncio.sleep(0.02)
+                async def victim_open() -> bool:
+                    return await victim_state() == "open"
+
+                await wait_for_async(victim_open, timeout=15, interval=0.02,
+                                     message=lambda: f"the breaker did not open; states seen {states}")
                 metrics = (await client.get(f"http://127.0.0.1:{gw.metrics_port}/metrics")).text
                 assert (
                     f'smg_worker_cb_transitions_total{{from="closed",to="open",worker="{victim_url}"}}'
@@ -87,11 +87,13 @@ async def test_sigkill_and_restart_under_load(make_gateway: GatewayFactory) -> N
                 await wait_for(lambda: ok >= killed_at_ok + 60, timeout=20)  # the others carry the load
 
                 await asyncio.to_thread(fleet.workers[1].start)  # a fresh process on the same port
+
+                async def victim_serves() -> bool:
+                    return await _served(client, victim_url) >= 20
+
                 # traffic returns: the new process serves requests routed by the gateway
-                deadline = time.monotonic() + 20
-                while await _served(client, victim_url) < 20:
-                    assert time.monotonic() < deadline, "no traffic came back to the restarted worker"
-                    await asyncio.sleep(0.05)
+                await wait_for_async(victim_serves, timeout=20, interval=0.05,
+                                     message="no traffic came back to the restarted worker")
                 assert await victim_state() == "closed"
             finally:
                 stop.set()

@@ -10,6 +10,7 @@ import httpx
 
 from herder.sim.fleet import SimFleet
 from tests.conftest import GatewayFactory
+from tests.waiting import wait_for
 
 
 def _chat(text: str, max_tokens: int = 2) -> dict[str, object]:
@@ -123,9 +124,9 @@ async def test_busy_polling_gateway_answers_and_goes_quiet(make_gateway: Gateway
                                      json={**_chat("stream please", 4), "stream": True}) as s:
                 body = b"".join([chunk async for chunk in s.aiter_bytes()])
             assert s.status_code == 200 and body.rstrip().endswith(b"data: [DONE]")
-        deadline = asyncio.get_running_loop().time() + 5
-        while poller.polling and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)  # the window closes 300 ms after the last send
+        # the window closes 300 ms after the last send
+        await wait_for(lambda: not poller.polling, timeout=5, interval=0.05,
+                       message="the busy poller still polls 5 s after the last send")
         assert not poller.polling
         assert sum(_served(fleet)) == 2
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import shutil
 import struct
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -18,7 +18,7 @@ from herder.sim.grpc_worker import SimGrpcWorker, default_tokenizer_dir, sim_out
 from tests.conftest import GatewayFactory
 from tests.integration.grpc.conftest import WorkerFactory
 from tests.integration.grpc.grpc_helpers import MODEL, base_url, client_for, total_load
-from tests.waiting import wait_for
+from tests.waiting import wait_for, wait_for_async
 
 Env = tuple[Gateway, SimGrpcWorker, openai.AsyncOpenAI]
 
@@ -177,11 +177,15 @@ async def test_tokenizers_admin_api(grpc_env: Env) -> None:
         assert r.status_code == 202 and r.json()["status"] == "pending"
         tid = r.json()["id"]
         assert (await http.post(url, json={"name": "extra", "source": "x"})).status_code == 409
-        for _ in range(200):
-            status = (await http.get(f"{url}/{tid}/status")).json()
-            if status["status"] in ("completed", "failed"):
-                break
-            await asyncio.sleep(0.05)
+
+        async def load_status() -> dict[str, Any]:
+            return dict((await http.get(f"{url}/{tid}/status")).json())
+
+        async def load_finished() -> bool:
+            return (await load_status())["status"] in ("completed", "failed")
+
+        await wait_for_async(load_finished, timeout=10, interval=0.05, message="the tokenizer load did not finish")
+        status = await load_status()  # completed and failed are final
         assert status["status"] == "completed" and status["vocab_size"] == 151669
         listed = (await http.get(url)).json()["tokenizers"]
         assert {t["name"] for t in listed} == {MODEL, "extra"}
