@@ -101,6 +101,7 @@ def wait_for_process(
             raise AssertionError(f"{what} exited with {proc.returncode}: {output_tail(proc)}")
         return ready()
 
-    wait_until(
-        check, timeout, interval, message=lambda: f"{what} not ready within {timeout:.0f} s: {output_tail(proc)}"
-    )
+    def late() -> str:
+        return f"{what} did not become ready within {timeout:.0f} s: {output_tail(proc)}"
+
+    wait_until(check, timeout, interval, message=late)

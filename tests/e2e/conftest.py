@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
+
+from tests.waiting import http_ok, wait_until
 
 
 def free_port() -> int:
@@ -38,15 +38,7 @@ def llamacpp_url() -> Iterator[str]:
     params.model_alias = {"smollm2-135m"}
     server = xllamacpp.Server(params)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("llama.cpp server did not become healthy")
-        time.sleep(0.2)
+    wait_until(lambda: http_ok(url + "/health"), timeout=60, interval=0.2,
+               message="llama.cpp server did not become healthy")
     yield url
     del server

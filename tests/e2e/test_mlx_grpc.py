@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 
 from tests.conftest import GatewayFactory
 from tests.e2e.conftest import free_port
+from tests.waiting import http_ok, wait_for_process
 
 pytestmark = pytest.mark.e2e
 
@@ -38,18 +38,6 @@ if not (E2E / ".ready").exists():
         f"MLX gRPC e2e environment missing: run scripts/setup-e2e-grpc.sh (looked in {E2E})",
         allow_module_level=True,
     )
-
-
-def _wait(check: object, proc: subprocess.Popen[bytes], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise RuntimeError(f"{what} exited with {proc.returncode}: {out[-2000:]}")
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.3)
-    raise RuntimeError(f"{what} did not start in {timeout:.0f} s")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -86,7 +74,7 @@ def mlx_worker() -> Iterator[str]:
             return False
 
     try:
-        _wait(healthy, proc, "MLX servicer")
+        wait_for_process(healthy, proc, "MLX servicer", timeout=120.0, interval=0.3)
         yield f"grpc://127.0.0.1:{port}"
     finally:
         _stop(proc)
@@ -137,14 +125,10 @@ async def test_herder_chat_over_mlx_grpc_answers_paris(make_gateway: GatewayFact
     )  # fmt: skip
     smg_base = f"http://127.0.0.1:{port}"
 
-    def smg_ready() -> bool:
-        try:
-            return httpx.get(smg_base + "/readiness", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        await asyncio.to_thread(_wait, smg_ready, smg, "smg launch")
+        await asyncio.to_thread(
+            wait_for_process, lambda: http_ok(smg_base + "/readiness"), smg, "smg launch", 120.0, 0.3
+        )
         smg_models = httpx.get(smg_base + "/v1/models", timeout=5).json()["data"]
         smg_text = await asyncio.to_thread(_answer, smg_base, smg_models[0]["id"], False)
     finally:

@@ -8,12 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import httpx
 
 from herder.sim.fleet import start_subprocess_fleet
+from tests.waiting import wait_for_process, wait_until
 
 
 def _free_port() -> int:
@@ -51,17 +51,18 @@ def test_two_processes_keep_each_prefix_group_on_one_worker() -> None:
         url = f"http://127.0.0.1:{port}"
         try:
             # Ready = both processes answered /readiness 200 (each has registered its workers).
-            deadline = time.monotonic() + 30
             ready: set[str] = set()
-            while ready != {"0", "1"}:
+
+            def both_ready() -> bool:
                 try:
                     r = httpx.get(url + "/readiness", headers={"connection": "close"}, timeout=1)
                     if r.status_code == 200:
                         ready.add(r.headers["x-herder-process"])
                 except httpx.HTTPError:
                     pass
-                assert proc.poll() is None and time.monotonic() < deadline, "gateway did not start"
-                time.sleep(0.05)
+                return ready == {"0", "1"}
+
+            wait_for_process(both_ready, proc, "the gateway", timeout=30, interval=0.05)
             # --cpu-affinity auto: each process on its own CPU when there are two to use.
             usable = sorted(os.sched_getaffinity(0))
             if len(usable) >= 2:
@@ -89,13 +90,16 @@ def test_two_processes_keep_each_prefix_group_on_one_worker() -> None:
             assert set(processes) == {"0", "1"}, processes  # both processes served
             assert len(set(owners)) >= 2, owners  # and groups are spread over the fleet
             # The supervisor merges snapshots the processes publish once a second: poll (bounded) for the total.
-            deadline = time.monotonic() + 10
             total = 0.0
-            while total != 96 and time.monotonic() < deadline:
+
+            def merged_total_is_96() -> bool:
+                nonlocal total
                 metrics = httpx.get(f"http://127.0.0.1:{mport}/metrics").text
                 total = sum(float(x.rsplit(" ", 1)[1]) for x in metrics.splitlines()
                             if x.startswith("smg_http_requests_total{") and 'path="/v1/chat/completions"' in x)
-                time.sleep(0.1)
+                return total == 96
+
+            wait_until(merged_total_is_96, timeout=10, interval=0.1, message=lambda: f"merged total {total}, not 96")
             assert total == 96
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -15,6 +14,7 @@ import openai
 import pytest
 
 from herder.sim.fleet import start_subprocess_fleet
+from tests.waiting import http_ok, wait_for_process
 
 
 def _free_port() -> int:
@@ -33,18 +33,12 @@ def gateway_url() -> Iterator[str]:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(url + "/readiness", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            fleet.close()
-            raise RuntimeError("gateway did not become ready: " + (proc.stdout.read().decode() if proc.stdout else ""))
-        time.sleep(0.1)
+    try:
+        wait_for_process(lambda: http_ok(url + "/readiness"), proc, "the gateway", timeout=20, interval=0.1)
+    except BaseException:
+        proc.kill()
+        fleet.close()
+        raise
     yield url
     proc.send_signal(signal.SIGTERM)
     try:

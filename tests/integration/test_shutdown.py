@@ -8,26 +8,28 @@ import contextlib
 import os
 import signal
 import sys
-import time
 
 import httpx
 
 from herder.sim.fleet import SimFleet, free_port
 from tests.integration.reliability_support import CHAT, chat
+from tests.waiting import wait_for_async
 
 STREAMS = 8
 
 
 async def _wait_ready(port: int, proc: asyncio.subprocess.Process, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=2) as client:
-        while time.monotonic() < deadline:
-            assert proc.returncode is None, "the gateway exited during startup"
+
+        async def ready() -> bool:
+            if proc.returncode is not None:
+                err = (await proc.stderr.read()).decode(errors="replace") if proc.stderr else ""
+                raise AssertionError(f"the gateway exited during startup: {err[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"http://127.0.0.1:{port}/readiness")).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
-    raise AssertionError("gateway not ready")
+                return (await client.get(f"http://127.0.0.1:{port}/readiness")).status_code == 200
+            return False
+
+        await wait_for_async(ready, timeout=timeout, interval=0.1, message="gateway not ready")
 
 
 async def test_sigterm_drains_streams_and_exits_zero() -> None:
@@ -70,14 +72,18 @@ async def test_sigterm_drains_streams_and_exits_zero() -> None:
             os.kill(proc.pid, signal.SIGTERM)
             # the listener closes at once: new connections are refused while the streams drain
             refused = False
-            deadline = time.monotonic() + 10
             async with httpx.AsyncClient(timeout=2) as client:
-                while not refused and time.monotonic() < deadline:
+
+                async def connection_refused() -> bool:
+                    nonlocal refused
                     try:
                         await client.get(f"http://127.0.0.1:{port}/liveness")
-                        await asyncio.sleep(0.02)
                     except httpx.ConnectError:
                         refused = True
+                    return refused
+
+                await wait_for_async(connection_refused, timeout=10, interval=0.02,
+                                     message="new connections still accepted 10 s after SIGTERM")
             in_flight_when_refused = sum(1 for t in tasks if not t.done())
             results = await asyncio.gather(*tasks)
             rc = await asyncio.wait_for(proc.wait(), 60)
