@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 
 from herder.workers.worker import WorkerStatus
@@ -66,7 +64,8 @@ async def test_failed_worker_is_removed_with_remove_unhealthy(make_gateway: Gate
             # a removed worker is not probed any more, even once it is healthy again
             await client.post(f"{workers[1].url}/sim/config", json={"healthy": True})
             seen = workers[1].engine.stats.requests_by_path["/health"]
-            await asyncio.sleep(0.3)  # several health-check rounds
+            rounds = gw.manager.health_rounds
+            await wait_for(lambda: gw.manager.health_rounds >= rounds + 3)  # several health-check rounds
             assert (await client.get("/workers")).json()["workers"] == []
             assert workers[1].engine.stats.requests_by_path["/health"] <= seen + 1
     finally:

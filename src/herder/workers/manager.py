@@ -63,6 +63,7 @@ class WorkerManager:
         self.on_probe: list[Callable[[Worker, bool], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._health_task: asyncio.Task[None] | None = None
+        self.health_rounds = 0  # health-check rounds completed (every registered worker probed, or skipped)
         self.jobs: dict[str, str] = {}  # worker id -> job status (pending/running/completed/failed: msg)
         self.probers: dict[str, Prober] = {"http": HttpProber(config.health)}
 
@@ -138,10 +139,9 @@ class WorkerManager:
 
     async def _health_loop(self) -> None:
         interval = self.config.health.check_interval_secs
-        rounds = 0
         while True:
             await asyncio.sleep(interval)
-            rounds += 1
+            rounds = self.health_rounds + 1
             targets = []
             for worker in list(self.registry.workers.values()):
                 if worker.status is WorkerStatus.DRAINING:
@@ -153,6 +153,7 @@ class WorkerManager:
                 targets.append(worker)
             if targets:
                 await asyncio.gather(*(self.check(w) for w in targets))
+            self.health_rounds = rounds
 
     async def check(self, worker: Worker) -> None:
         """One health probe and the status transition it causes."""
