@@ -63,7 +63,7 @@ class HttpRouter:
         self.on_breaker: Callable[[Worker, bool], None] | None = None
         self.sweeper = DeadlineSweeper(tick_for(request_timeout, stall_timeout))
 
-    def _record(self, worker: Worker, success: bool) -> None:
+    def record(self, worker: Worker, success: bool) -> None:
         """One outcome for the worker's breaker (and the outcome metric)."""
         worker.breaker.record(success)
         if self.on_breaker is not None:
@@ -127,7 +127,9 @@ class HttpRouter:
         if call.error is not None:
             raise call.error
 
-    async def _backoff(self, ctx: RequestContext, worker: Worker, attempt: int, retry_after: bytes | None) -> None:
+    async def backoff(self, ctx: RequestContext, worker: Worker, attempt: int, retry_after: bytes | None) -> None:
+        """Wait before retry `attempt + 1` (backoff + jitter, or the worker's Retry-After), for callers that
+        await (PD); a proxy call waits on a loop timer instead."""
         delay = self.retry.delay_secs(attempt, retry_after)
         if self.hooks.on_retry is not None:
             self.hooks.on_retry(ctx, worker, attempt, delay)

@@ -170,10 +170,10 @@ class PdRouter:
                     hooks.on_exhausted(ctx, outcome.failed)
                 raise outcome.error
             avoid = {outcome.failed}
-            await self.http._backoff(ctx, outcome.failed, attempt, outcome.retry_after)
+            await self.http.backoff(ctx, outcome.failed, attempt, outcome.retry_after)
 
     def record(self, worker: Worker, success: bool) -> None:
-        self.http._record(worker, success)
+        self.http.record(worker, success)
 
     def leg_failed(self, worker: Worker, exc: UpstreamError, leg: str) -> Retry:
         """A transport failure of one leg: its breaker, and the error the client gets if retries run out."""

@@ -280,7 +280,7 @@ class ProxyCall:
         status = ex.status
         retryable = status in RETRYABLE_STATUSES
         if retryable and self.attempt + 1 < router.retry.attempts and not self.reply.closed:
-            router._record(worker, False)
+            router.record(worker, False)
             if router.hooks.on_outcome is not None:
                 router.hooks.on_outcome(self.ctx, worker, status, None)
             retry_after = ex.header(b"retry-after") if status in (429, 503) else None
@@ -354,7 +354,7 @@ class ProxyCall:
                 content_type, block = relayed_head(ex.raw_head, ex.lower_head)
                 self.reply.send(status, body, None, content_type, block)
             # Outcome bookkeeping after the client's write: it is not what the client waits for.
-            router._record(worker, status not in RETRYABLE_STATUSES)
+            router.record(worker, status not in RETRYABLE_STATUSES)
             if router.hooks.on_outcome is not None:
                 router.hooks.on_outcome(ctx, worker, status, None)
         except Exception as exc:
@@ -376,7 +376,7 @@ class ProxyCall:
         assert worker is not None
         hooks = router.hooks
         if self.phase == _HEAD:
-            router._record(worker, False)
+            router.record(worker, False)
             code = errors.UPSTREAM_TIMEOUT if err.timeout else errors.UPSTREAM_CONNECTION_FAILED
             self.last_error = HttpError(504 if err.timeout else 502, code,
                                         f"Upstream worker {worker.url} failed: {err}")
@@ -389,7 +389,7 @@ class ProxyCall:
             if self.client_left:
                 self._finish()
                 return
-            router._record(worker, False)
+            router.record(worker, False)
             self.error = HttpError(504 if timed_out else 502,
                                    errors.UPSTREAM_TIMEOUT if timed_out else errors.UPSTREAM_CONNECTION_FAILED,
                                    f"Upstream worker {worker.url} failed mid-response: {self.reason or err}")
@@ -397,13 +397,13 @@ class ProxyCall:
             return
         if self.client_left:
             ctx.error_code = errors.CLIENT_DISCONNECTED
-            router._record(worker, True)
+            router.record(worker, True)
             if hooks.on_outcome is not None:
                 hooks.on_outcome(ctx, worker, 499, errors.CLIENT_DISCONNECTED)
             self._finish()
             return
         # The stream died mid-way: that is a failure, not a success, and the client is told in-band.
-        router._record(worker, False)
+        router.record(worker, False)
         if not self.reply.started:
             self.reply.start_stream(200, None, b"text/event-stream")
         code = errors.UPSTREAM_TIMEOUT if timed_out else errors.UPSTREAM_STREAM_ERROR
