@@ -11,9 +11,10 @@ the kernel spreads connections across them. What is per process, and what agrees
   last), so the scheduler neither moves the processes nor stacks two on one core (two processes pinned to one
   core cost 35 % more CPU per request than one process, from cache refills after each switch). The default,
   `none`, leaves placement to the scheduler: on the 2-core benchmark machine, shared with the load generator and
-  the workers, pinned and unpinned pairs measured the same in two runs of three (80 vs 80, 87 vs 90 µs per
-  request) and pinned ahead in one (87 vs 107 µs); one process measured 62-85 µs (bench/results/
-  workers-1-vs-2.md).
+  the workers, pinned and unpinned pairs measured about the same (88 vs 93, 80 vs 80 µs per request) against
+  62-85 µs for one process. The difference is preemption, not work: two processes are preempted about once per
+  request by the load generator and the workers, one process once every five (bench/workers_sched.py,
+  bench/results/workers-1-vs-2.md). More processes pay off where they have cores of their own.
 - Health checks, circuit breakers and in-flight load are per process (each probes and counts on its own;
   a dead worker is noticed by each process's own retries and breaker).
 - Admission (`--max-concurrent-requests`, `--rate-limit-tokens-per-second`, `--queue-size`) is divided across
