@@ -134,7 +134,7 @@ def main() -> None:
     raw = tok.backend.tok  # type: ignore[attr-defined]
     variants: dict[str, Callable[[], object]] = {
         "tokenizers encode() (raw)": lambda: raw.encode(long_prompt, add_special_tokens=False),
-        "herder encode (batch_fast)": lambda: tok.encode(long_prompt),
+        "herder encode": lambda: tok.encode(long_prompt),
     }
     n_calls = max(20, rounds // 4)
     for name, fn in variants.items():

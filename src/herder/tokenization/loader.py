@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from herder.tokenization.fast_bpe import fast_encoder
 from herder.tokenization.tokenizer import HFBackend, TiktokenBackend, Tokenizer, token_content
 
 # Bundle safety limits: a tokenizer bundle is a handful of files of at most tens of MB.
@@ -58,7 +59,10 @@ def load_tokenizer(path: str | os.PathLike[str], *, chat_template_path: str | No
         raise TokenizerLoadError(f"cannot parse {tok_file}: {e}") from e
     config = _read_json(folder / "tokenizer_config.json") if use_siblings else {}
     gen_config = _read_json(folder / "generation_config.json") if use_siblings else {}
-    tok = Tokenizer(backend=HFBackend(hf), source=str(p), config=config)
+    backend = HFBackend(hf)
+    if os.environ.get("HERDER_FAST_BPE", "1") != "0":
+        backend.fast = fast_encoder(hf, _read_json(tok_file))
+    tok = Tokenizer(backend=backend, source=str(p), config=config)
     _apply_config(tok, config, gen_config)
     default, named = resolve_chat_template(folder if use_siblings else None, config, chat_template_path)
     tok.chat_template, tok.chat_templates = default, named

@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from herder.tokenization.fast_bpe import FastBpe
+
 # Inputs longer than this (in characters) are encoded in a worker thread by `encode_async`; shorter ones
 # inline, because a thread hop (~20-50 µs) costs more than encoding a short prompt (~1 k tokens at 4 KB).
 ASYNC_ENCODE_THRESHOLD = 4096
@@ -63,7 +65,7 @@ class HFBackend:
 
     kind = "huggingface"
 
-    def __init__(self, tok: Any) -> None:
+    def __init__(self, tok: Any, fast: FastBpe | None = None) -> None:
         self.tok = tok
         # Special tokens written in the text (by the chat template) must map to their ids.
         if getattr(tok, "encode_special_tokens", False):
@@ -72,8 +74,15 @@ class HFBackend:
         # `encode_batch_fast` releases it and skips offsets (about 1.2-1.6x faster). So a single text is
         # encoded as a batch of one: same ids, and worker threads really run in parallel with the event loop.
         self._batch_fast = getattr(tok, "encode_batch_fast", None)
+        # Byte-level BPE tokenizers encode through tiktoken when it gives the same ids (fast_bpe.py).
+        self.fast = fast
 
     def encode(self, text: str, add_special_tokens: bool) -> list[int]:
+        fast = self.fast
+        if fast is not None:
+            fast_ids = fast.encode(text, add_special_tokens)
+            if fast_ids is not None:
+                return fast_ids
         if self._batch_fast is not None:
             ids: list[int] = self._batch_fast([text], add_special_tokens=add_special_tokens)[0].ids
         else:
@@ -81,6 +90,8 @@ class HFBackend:
         return ids
 
     def encode_batch(self, texts: list[str], add_special_tokens: bool) -> list[list[int]]:
+        if self.fast is not None:
+            return [self.encode(text, add_special_tokens) for text in texts]
         encode = self._batch_fast or self.tok.encode_batch
         return [e.ids for e in encode(texts, add_special_tokens=add_special_tokens)]
 
