@@ -40,13 +40,10 @@ def _texts(specials: list[str]) -> st.SearchStrategy[str]:
 
 
 @pytest.fixture(scope="module")
-def qwen_specials(qwen: Tokenizer) -> list[str]:
-    return [t.content for t in qwen.added_tokens]
-
-
-@pytest.fixture(scope="module")
-def llama_specials(llama3: Tokenizer) -> list[str]:
-    return [t.content for t in llama3.added_tokens][:12]
+def fast_tokenizers(qwen: Tokenizer, llama3: Tokenizer) -> dict[str, tuple[Tokenizer, list[str]]]:
+    """The tokenizers on the fast path, each with the added tokens its random texts mix in."""
+    return {"qwen3": (qwen, [t.content for t in qwen.added_tokens]),
+            "llama3": (llama3, [t.content for t in llama3.added_tokens][:12])}
 
 
 def test_qwen3_and_llama3_take_the_fast_path(qwen: Tokenizer, llama3: Tokenizer) -> None:
@@ -57,24 +54,16 @@ def test_qwen3_and_llama3_take_the_fast_path(qwen: Tokenizer, llama3: Tokenizer)
     assert lb.fast is not None and not lb.fast.nfc and lb.fast.prefix == [128000]
 
 
+@pytest.mark.parametrize("name", ["qwen3", "llama3"])
 @settings(max_examples=400, deadline=None)
 @given(data=st.data())
-def test_qwen3_fast_ids_equal_the_tokenizers_library(data: st.DataObject, qwen: Tokenizer,
-                                                     qwen_specials: list[str]) -> None:
-    text = data.draw(_texts(qwen_specials))
-    ref = _reference(qwen)
+def test_fast_ids_equal_the_tokenizers_library(data: st.DataObject, name: str,
+                                               fast_tokenizers: dict[str, tuple[Tokenizer, list[str]]]) -> None:
+    tok, specials = fast_tokenizers[name]
+    text = data.draw(_texts(specials))
+    ref = _reference(tok)
     for add in (False, True):
-        assert qwen.encode(text, add) == ref.encode(text, add_special_tokens=add).ids, repr(text)
-
-
-@settings(max_examples=400, deadline=None)
-@given(data=st.data())
-def test_llama3_fast_ids_equal_the_tokenizers_library(data: st.DataObject, llama3: Tokenizer,
-                                                      llama_specials: list[str]) -> None:
-    text = data.draw(_texts(llama_specials))
-    ref = _reference(llama3)
-    for add in (False, True):
-        assert llama3.encode(text, add) == ref.encode(text, add_special_tokens=add).ids, repr(text)
+        assert tok.encode(text, add) == ref.encode(text, add_special_tokens=add).ids, repr(text)
 
 
 @settings(max_examples=200, deadline=None)
