@@ -81,6 +81,18 @@ def pin_to_cpu(index: int) -> int | None:
     return cpu
 
 
+def oversubscribed(n: int) -> str | None:
+    """A warning when `n` gateway processes are more than the CPUs this process may use, else None."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    if n <= usable:
+        return None
+    return (f"--workers {n} is more than the {usable} CPU{'s' if usable > 1 else ''} this gateway may use: "
+            "processes will share cores and each request will cost more CPU (fewer processes do more)")
+
+
 def _fork_child(cfg: GatewayConfig, metrics_dir: str, index: int) -> int:
     pid = os.fork()
     if pid == 0:
@@ -97,6 +109,9 @@ def _fork_child(cfg: GatewayConfig, metrics_dir: str, index: int) -> int:
 def run_multiprocess(cfg: GatewayConfig) -> int:
     """Supervisor: fork the children, serve merged metrics, forward signals, restart crashed children."""
     n = cfg.workers
+    warning = oversubscribed(n)
+    if warning is not None:
+        log.warning(warning)
     metrics_dir = tempfile.mkdtemp(prefix="herder-metrics-")
     from herder.observability.metrics_server import prepare_multiprocess_dir
 

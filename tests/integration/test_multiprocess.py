@@ -11,7 +11,9 @@ import sys
 from collections import Counter
 
 import httpx
+import pytest
 
+from herder.multiproc import oversubscribed
 from herder.sim.fleet import start_subprocess_fleet
 from tests.waiting import wait_for_process, wait_until
 
@@ -37,6 +39,13 @@ def test_pin_to_cpu_round_robin() -> None:
     else:
         assert cpu == usable[3 % len(usable)]
         assert after == [cpu]
+
+
+def test_more_processes_than_usable_cpus_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert oversubscribed(1) is None and oversubscribed(2) is None
+    warning = oversubscribed(3)
+    assert warning is not None and "--workers 3" in warning and "2 CPUs" in warning
 
 
 def test_two_processes_keep_each_prefix_group_on_one_worker() -> None:
