@@ -12,7 +12,9 @@ the same ids when the tokenizer is plain byte-level BPE, which `fast_encoder` ch
   pair listed first, so merge i must produce a token whose id never falls with i;
 - added tokens matched verbatim (no strip / single-word options), none a prefix of another, outside the BPE
   ids, unchanged by NFC; what `add_special_tokens` adds is a fixed prefix / suffix (a template post-processor);
-- and then a probe corpus (scripts, digits, whitespace runs, contractions, emoji, the added tokens themselves)
+- no truncation or padding configured in the file;
+- and then a probe corpus (scripts, digits, whitespace runs, contractions, emoji, the added tokens themselves,
+  and a sample of code points from every Unicode block, so a pattern that skips a class of characters shows)
   must encode identically both ways, or the HF path stays.
 
 Text that is not already NFC goes to the HF path (the normalizer would run on each segment between added
@@ -166,7 +168,8 @@ def fast_encoder(hf: Any, spec: dict[str, Any] | None = None) -> FastBpe | None:
     try:
         spec = spec if spec is not None else json.loads(hf.to_str())
         normalizer = spec.get("normalizer")
-        if normalizer is not None and normalizer.get("type") != "NFC":
+        if (normalizer is not None and normalizer.get("type") != "NFC") or spec.get("truncation") \
+                or spec.get("padding"):
             return None
         pattern = _pattern(spec)
         ranks = _ranks(spec.get("model") or {}) if pattern is not None else None
@@ -186,8 +189,15 @@ def fast_encoder(hf: Any, spec: dict[str, Any] | None = None) -> FastBpe | None:
         return None
 
 
+def _coverage_text() -> str:
+    """Code points from every block (every 7th below U+30000, NFC): a split pattern that misses some class of
+    characters would make tiktoken drop them where HF keeps them."""
+    text = "".join(chr(c) for c in range(0x20, 0x30000, 7) if not 0xD800 <= c < 0xE000)
+    return unicodedata.normalize("NFC", text)
+
+
 def _agrees(fast: FastBpe, hf: Any, specials: list[str]) -> bool:
-    probes = list(_PROBES)
+    probes = [*_PROBES, _coverage_text()]
     if specials:
         probes.append(f"{specials[0]}system\nYou are helpful.{specials[-1]}\n" + "".join(specials) + " tail")
     for text in probes:
