@@ -53,23 +53,27 @@ class FastBpe:
 
     __slots__ = ("_encode", "nfc", "prefix", "suffix")
 
-    def __init__(self, encoding: Any, nfc: bool, prefix: list[int], suffix: list[int]) -> None:
+    def __init__(self, core: Any, specials: set[str], nfc: bool, prefix: list[int], suffix: list[int]) -> None:
         self.nfc = nfc
         self.prefix = prefix
         self.suffix = suffix
-        encode = encoding.encode
+        encode = core.encode
 
         def special_aware(text: str) -> list[int]:
-            ids: list[int] = encode(text, allowed_special="all", disallowed_special=())
+            ids: list[int] = encode(text, specials)  # added tokens written in the text are matched
             return ids
 
         self._encode: Callable[[str], list[int]] = special_aware
 
     def encode(self, text: str, add_special_tokens: bool) -> list[int] | None:
-        """The ids, or None when this text needs the HF path (not NFC while the tokenizer normalizes)."""
+        """The ids, or None when this text needs the HF path (not NFC while the tokenizer normalizes, or not
+        encodable as UTF-8: a lone surrogate)."""
         if self.nfc and not unicodedata.is_normalized("NFC", text):
             return None
-        ids = self._encode(text)
+        try:
+            ids = self._encode(text)
+        except UnicodeEncodeError:
+            return None
         if add_special_tokens and (self.prefix or self.suffix):
             return self.prefix + ids + self.suffix
         return ids
@@ -162,7 +166,9 @@ def fast_encoder(hf: Any, spec: dict[str, Any] | None = None) -> FastBpe | None:
     """A tiktoken encoder that gives `hf`'s ids, or None (not byte-level BPE, tiktoken missing, a probe
     differed). `spec` is the parsed tokenizer.json (read from `hf` when not given)."""
     try:
-        import tiktoken
+        # tiktoken's Rust core, built as `tiktoken.Encoding` builds it but without the Encoding, which would keep
+        # the rank table in Python as well (~24 MB for a 150 k vocabulary); encode is all this needs.
+        from tiktoken._tiktoken import CoreBPE
     except ImportError:
         return None
     try:
@@ -177,9 +183,9 @@ def fast_encoder(hf: Any, spec: dict[str, Any] | None = None) -> FastBpe | None:
         affixes = _affixes(hf) if specials is not None else None
         if pattern is None or ranks is None or specials is None or affixes is None:
             return None
-        encoding = tiktoken.Encoding("herder-fast-bpe", pat_str=pattern, mergeable_ranks=ranks,
-                                     special_tokens=specials)
-        fast = FastBpe(encoding, normalizer is not None, *affixes)
+        core = CoreBPE(ranks, specials, pattern)
+        del ranks
+        fast = FastBpe(core, set(specials), normalizer is not None, *affixes)
         if not _agrees(fast, hf, list(specials)):
             log.info("fast BPE encoder disagreed with the tokenizer on a probe; using the tokenizers library")
             return None
