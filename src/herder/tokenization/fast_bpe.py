@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import unicodedata
-from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("herder.tokenization")
@@ -51,19 +50,14 @@ _PROBES = (
 class FastBpe:
     """Encodes like the HF tokenizer it was built from (checked), with tiktoken."""
 
-    __slots__ = ("_encode", "nfc", "prefix", "suffix")
+    __slots__ = ("_core", "_specials", "nfc", "prefix", "suffix")
 
     def __init__(self, core: Any, specials: set[str], nfc: bool, prefix: list[int], suffix: list[int]) -> None:
+        self._core = core
+        self._specials = specials  # added tokens written in the text are matched as themselves
         self.nfc = nfc
         self.prefix = prefix
         self.suffix = suffix
-        encode = core.encode
-
-        def special_aware(text: str) -> list[int]:
-            ids: list[int] = encode(text, specials)  # added tokens written in the text are matched
-            return ids
-
-        self._encode: Callable[[str], list[int]] = special_aware
 
     def encode(self, text: str, add_special_tokens: bool) -> list[int] | None:
         """The ids, or None when this text needs the HF path (not NFC while the tokenizer normalizes, or not
@@ -71,7 +65,7 @@ class FastBpe:
         if self.nfc and not unicodedata.is_normalized("NFC", text):
             return None
         try:
-            ids = self._encode(text)
+            ids: list[int] = self._core.encode(text, self._specials)
         except UnicodeEncodeError:
             return None
         if add_special_tokens and (self.prefix or self.suffix):
