@@ -96,10 +96,7 @@ class ProxyCall:
     def start(self) -> None:
         self.reply.on_close = self._client_gone
         self._attempt()
-        router = self.router
-        # Watched from after the first send (nothing can time out before it; the send leaves first).
-        if self.phase != _DONE and (router.request_timeout or router.stall_timeout):
-            router.sweeper.add(self)
+        self._watch()  # from after the first send (nothing can time out before it; the send leaves first)
 
     def adopt(self, worker: Worker, ex: Exchange, listener: ExchangeListener | None = None) -> None:
         """Relay `ex`, a response whose head arrived (a PD leg), as this call's answer, without retries. The call
@@ -116,6 +113,10 @@ class ProxyCall:
         reply.on_close = self._client_gone
         self._begin_body(ex)
         ex.hand_over(listener or self)
+        self._watch()
+
+    def _watch(self) -> None:
+        """Put the running call under the router's deadline sweeper (when any timeout is configured)."""
         router = self.router
         if self.phase != _DONE and (router.request_timeout or router.stall_timeout):
             router.sweeper.add(self)
