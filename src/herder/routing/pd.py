@@ -250,8 +250,7 @@ class PdRouter:
                     if retry is not None:
                         abort(p_ex)
                         return retry
-                    reply.on_close = None
-                    await self.http.relay(ctx, p_lease, p_ex, reply)
+                    await self.http.relay(ctx, p_lease, p_ex, reply)  # the relay takes over reply.on_close
                     return None
         except BaseException:
             stop_both()
