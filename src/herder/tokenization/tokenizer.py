@@ -65,7 +65,7 @@ class HFBackend:
 
     kind = "huggingface"
 
-    def __init__(self, tok: Any, fast: FastBpe | None = None) -> None:
+    def __init__(self, tok: Any) -> None:
         self.tok = tok
         # Special tokens written in the text (by the chat template) must map to their ids.
         if getattr(tok, "encode_special_tokens", False):
@@ -74,8 +74,9 @@ class HFBackend:
         # `encode_batch_fast` releases it and skips offsets (about 1.2-1.6x faster). So a single text is
         # encoded as a batch of one: same ids, and worker threads really run in parallel with the event loop.
         self._batch_fast = getattr(tok, "encode_batch_fast", None)
-        # Byte-level BPE tokenizers encode through tiktoken when it gives the same ids (fast_bpe.py).
-        self.fast = fast
+        # Byte-level BPE tokenizers encode through tiktoken when it gives the same ids (fast_bpe.py); the loader
+        # sets it after this constructor configured `tok`, whose answers the fast encoder is checked against.
+        self.fast: FastBpe | None = None
 
     def encode(self, text: str, add_special_tokens: bool) -> list[int]:
         fast = self.fast
